@@ -1,0 +1,26 @@
+"""tinyllm: a from-scratch deep-learning framework in NumPy and Numba, for learning how large
+language models work.
+
+    import tinyllm as tl
+    x = tl.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = (x @ x).tanh().sum()
+    y.backward()          # x.grad now holds dy/dx
+"""
+
+import numpy as np
+
+from tinyllm.autograd import (Function, Tensor, detect_anomaly, enable_grad, get_default_dtype,
+                              is_grad_enabled, no_grad, set_default_dtype, set_grad_enabled,
+                              tensor)
+from tinyllm.random import manual_seed
+from tinyllm.ops import *  # noqa: F401,F403  (the functional forms: tinyllm.exp, tinyllm.cat, ...)
+from tinyllm.gradcheck import GradcheckError, gradcheck, numerical_grad, rel_error
+
+float16 = np.float16
+float32 = np.float32
+float64 = np.float64
+int32 = np.int32
+int64 = np.int64
+bool_ = np.bool_
+
+__version__ = "0.1.0"

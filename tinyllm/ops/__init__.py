@@ -1,0 +1,22 @@
+"""Differentiable ops, each a ``Function`` with its forward and backward written out.
+
+- ``arithmetic``: + - * / ** @ and negation, with broadcasting;
+- ``elementwise``: exp, log, tanh, sigmoid, relu, gelu, maximum, clip, where, masked_fill, ...;
+- ``reduction``: sum, mean, max, min, var, softmax, log_softmax, logsumexp;
+- ``shape``: reshape, transpose, permute, indexing, cat, stack, split, gather, tril/triu;
+- ``creation``: zeros, ones, arange, randn, ... and one_hot.
+"""
+
+from tinyllm.ops.arithmetic import (add, compare, div, logical_and, logical_not, logical_or,
+                                    matmul, mul, neg, pow, sub)
+from tinyllm.ops.elementwise import (abs, cast, clamp, clip, clone, cos, exp, gelu, log,
+                                     masked_fill, maximum, minimum, relu, sigmoid, sin, sqrt,
+                                     tanh, where)
+from tinyllm.ops.reduction import (argmax, argmin, log_softmax, logsumexp, max, mean, min,
+                                   softmax, sum, var)
+from tinyllm.ops.shape import (broadcast_to, cat, concatenate, expand, flatten, gather,
+                               getitem, index_key, permute, reshape, split, squeeze, stack,
+                               transpose, tril, triu, unsqueeze, view)
+from tinyllm.ops.creation import (arange, empty, empty_like, eye, full, full_like, linspace,
+                                  one_hot, ones, ones_like, rand, rand_like, randint, randn,
+                                  randn_like, randperm, tril_mask, triu_mask, zeros, zeros_like)
