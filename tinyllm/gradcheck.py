@@ -146,7 +146,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
         if verbose:
             print("input %d %s: relative error %.2e" % (i, x.shape, rel_error(analytic,
                                                                                 numerical)))
-        if np.any(excess > 0) or not np.all(np.isfinite(analytic)):
+        if not np.all(excess <= 0):     # written so that a NaN on either side also fails
             worst = np.unravel_index(int(np.argmax(np.where(np.isfinite(excess), excess,
                                                             np.inf))), x.shape)
             a, n = analytic[worst], numerical[worst]

@@ -140,7 +140,7 @@ class Function:
             output_meta = [(o.shape, o.dtype) for o in outputs]
             node = Node(cls, ctx, tuple(edges), input_meta, output_meta)
             if grad_mode.is_anomaly_enabled():
-                node.stack = traceback.format_stack()[:-2]
+                node.stack = traceback.format_stack()[:-1]     # drop this frame only
             for i, out in enumerate(outputs):
                 if out.dtype.kind == "f":
                     out.requires_grad = True

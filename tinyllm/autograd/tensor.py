@@ -266,6 +266,7 @@ class Tensor:
         return self._inplace("/=", np.true_divide, other)
 
     def add_(self, other, alpha=1.0):
+        other = other.data if isinstance(other, Tensor) else other
         return self._inplace("add_", np.add, other if alpha == 1.0 else np.multiply(alpha, other))
 
     def sub_(self, other):

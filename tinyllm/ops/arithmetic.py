@@ -172,10 +172,10 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         a2 = a[np.newaxis, :] if a.ndim == 1 else a      # (k,) -> (1, k)
         b2 = b[:, np.newaxis] if b.ndim == 1 else b      # (k,) -> (k, 1)
-        if a.ndim == 1:
-            grad = np.expand_dims(grad, -2)
-        if b.ndim == 1:
+        if b.ndim == 1:                                  # (..., n) -> (..., n, 1)
             grad = np.expand_dims(grad, -1)
+        if a.ndim == 1:                                  # (..., m) -> (..., 1, m)
+            grad = np.expand_dims(grad, -2)
         grad_a = grad_b = None
         if need_a:
             grad_a = sum_to_shape(np.matmul(grad, np.swapaxes(b2, -1, -2)), a2.shape)

@@ -26,11 +26,12 @@ def resolve_axis(opname, axis, keepdims, dim=None, keepdim=None, ndim=None):
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if ndim is not None:
         normalised = []
+        bound = ndim if ndim > 0 else 1     # (not max(): this module defines its own max)
         for a in axes:
-            if not -max(ndim, 1) <= a < max(ndim, 1):
+            if not -bound <= a < bound:
                 raise IndexError("%s: axis %d is out of range for a tensor with %d axes"
                                  % (opname, a, ndim))
-            normalised.append(a % max(ndim, 1))
+            normalised.append(a % bound)
         axes = tuple(sorted(set(normalised)))
     return axes, bool(keepdims)
 

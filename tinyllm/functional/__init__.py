@@ -1,0 +1,14 @@
+"""``tinyllm.functional`` (imported as ``F``): the layers and losses as plain functions.
+
+    import tinyllm.functional as F
+    y = F.linear(x, weight, bias)
+    loss = F.cross_entropy(logits, targets)
+"""
+
+from tinyllm.functional.activation import gelu, log_softmax, relu, sigmoid, softmax, tanh
+from tinyllm.functional.linear import embedding, linear
+from tinyllm.functional.normalization import layer_norm
+from tinyllm.functional.dropout import dropout
+from tinyllm.functional.attention import causal_mask, scaled_dot_product_attention
+
+# Losses (tinyllm/functional/loss.py):

@@ -1,0 +1,106 @@
+"""Scaled dot-product attention, composed from tinyllm ops so that autograd gives the backward.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V
+
+Each of the L queries scores the S keys by a dot product, the scores become weights that sum
+to 1 over the keys (softmax), and the output is the weighted average of the values.
+"""
+
+import math
+
+import numpy as np
+
+from tinyllm import ops
+from tinyllm.autograd import Tensor
+from tinyllm.functional.dropout import dropout
+
+
+def causal_mask(L, S=None):
+    """Boolean (L, S) matrix, True on and below the diagonal: query i may attend to keys
+    j <= i (the mask of a decoder; S defaults to L)."""
+    return Tensor._wrap(np.tril(np.ones((L, L if S is None else S), dtype=bool)))
+
+
+def _as_array(x):
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, generator=None):
+    """softmax(Q K^T * scale + M) V with PyTorch's semantics.
+
+    Shapes: query (..., L, E), key (..., S, E), value (..., S, Ev) -> output (..., L, Ev);
+    the leading axes (batch, heads) broadcast.
+
+    - ``scale`` defaults to 1 / sqrt(E), which keeps the scores' variance near 1 when the
+      entries of Q and K have variance 1, so the softmax does not saturate.
+    - ``attn_mask`` broadcasts to (..., L, S). A boolean mask says where attention is allowed
+      (True = may attend; the other scores become -inf, so their weight is 0). A float mask
+      is added to the scores (use -inf or a large negative number to block).
+    - ``is_causal=True`` uses the lower-triangular mask ``causal_mask(L, S)``; giving both it
+      and ``attn_mask`` is an error.
+    - ``dropout_p`` drops attention weights (after the softmax), as PyTorch does whenever it is
+      positive; pass 0 at evaluation time.
+
+    A query whose every key is masked has no distribution to average with: its weights, its
+    output row and the gradients through it are all 0 (PyTorch 2.x returns zeros too, rather
+    than the NaN of softmax over -inf everywhere).
+    """
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.ndim < 2:
+            raise ValueError("scaled_dot_product_attention: %s must have shape (..., length, "
+                             "features), got shape %s" % (name, tuple(t.shape)))
+    L, E = query.shape[-2:]
+    S = key.shape[-2]
+    if key.shape[-1] != E:
+        raise ValueError("scaled_dot_product_attention: query of shape %s and key of shape %s "
+                         "must have the same last axis (E)" % (tuple(query.shape),
+                                                               tuple(key.shape)))
+    if value.shape[-2] != S:
+        raise ValueError("scaled_dot_product_attention: key of shape %s and value of shape %s "
+                         "must have the same number of positions S (axis -2)"
+                         % (tuple(key.shape), tuple(value.shape)))
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal=True, "
+                         "not both")
+    scale = 1.0 / math.sqrt(E) if scale is None else scale
+
+    scores = ops.matmul(query, ops.transpose(key, -2, -1)) * scale       # (..., L, S)
+    if is_causal:
+        attn_mask = causal_mask(L, S)
+    if attn_mask is not None:
+        scores = _apply_mask(scores, attn_mask)
+
+    # Rows with every key masked: softmax would give 0/0. Fill them with 0 before the softmax
+    # and zero their weights after it (the gradient through them is then 0, not NaN).
+    empty_rows = np.all(scores.data == -np.inf, axis=-1, keepdims=True)
+    if empty_rows.any():
+        scores = ops.masked_fill(scores, np.broadcast_to(empty_rows, scores.shape), 0.0)
+    weights = ops.softmax(scores, -1)
+    if empty_rows.any():
+        weights = ops.masked_fill(weights, np.broadcast_to(empty_rows, weights.shape), 0.0)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True, generator=generator)
+    return ops.matmul(weights, value)
+
+
+def _apply_mask(scores, attn_mask):
+    """Scores with a boolean mask (False -> -inf) or a float mask (added) applied."""
+    mask_shape = tuple(attn_mask.shape) if isinstance(attn_mask, Tensor) \
+        else np.shape(attn_mask)
+    try:
+        fits = np.broadcast_shapes(mask_shape, scores.shape) == scores.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError("scaled_dot_product_attention: attn_mask of shape %s does not "
+                         "broadcast to the scores' shape %s (..., L, S)"
+                         % (mask_shape, tuple(scores.shape)))
+    kind = _as_array(attn_mask).dtype.kind
+    if kind == "b":
+        return ops.masked_fill(scores, ~_as_array(attn_mask), -np.inf)
+    if kind == "f":
+        return scores + attn_mask
+    raise TypeError("scaled_dot_product_attention: attn_mask must be boolean (True = may "
+                    "attend) or float (added to the scores), got dtype %s"
+                    % _as_array(attn_mask).dtype)
