@@ -19,6 +19,12 @@ FAST = settings(max_examples=20, deadline=None)
 ATOL, RTOL = 1e-7, 1e-6
 
 
+def check_module_grad(module, fn, *inputs):
+    """Float64 gradient check of ``fn()`` (which runs ``module`` on ``inputs``) with respect to
+    every parameter of the module and every input that requires grad, at the suite's tolerances."""
+    assert tinyllm.gradcheck_module(module, fn, inputs, atol=ATOL, rtol=RTOL)
+
+
 def check_grad(fn, *inputs):
     """``tinyllm.gradcheck`` with the tight tolerances above (raises GradcheckError on failure)."""
     return tinyllm.gradcheck(fn, inputs, atol=ATOL, rtol=RTOL)

@@ -14,7 +14,10 @@ from tinyllm.autograd import (Function, Tensor, detect_anomaly, enable_grad, get
                               tensor)
 from tinyllm.random import manual_seed
 from tinyllm.ops import *  # noqa: F401,F403  (the functional forms: tinyllm.exp, tinyllm.cat, ...)
-from tinyllm.gradcheck import GradcheckError, gradcheck, numerical_grad, rel_error
+from tinyllm.gradcheck import (GradcheckError, gradcheck, gradcheck_module, numerical_grad,
+                               rel_error)
+from tinyllm import functional, nn, optim, viz  # noqa: E402  (tinyllm.models, .data and
+# .training are imported on their own: `from tinyllm.models import GPT`)
 
 float16 = np.float16
 float32 = np.float32

@@ -127,10 +127,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
 
     for i in checked:
         x = inputs[i]
-        analytic = np.zeros(x.shape) if x.grad is None else x.grad.astype(np.float64)
-        indices = None
-        if n_samples is not None and n_samples < x.size:
-            indices = rng.choice(x.size, size=n_samples, replace=False)
+        indices = _sample(rng, x.size, n_samples)
 
         def loss_of_x(value, i=i):
             args = list(inputs)
@@ -138,25 +135,91 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
             return loss(*args)
 
         numerical = numerical_grad(loss_of_x, x, eps=eps, indices=indices)
-        if indices is not None:
-            mask = np.zeros(x.size, dtype=bool)
-            mask[indices] = True
-            analytic = np.where(mask.reshape(x.shape), analytic, 0.0)
-        excess = np.abs(analytic - numerical) - (atol + rtol * np.abs(numerical))
-        if verbose:
-            print("input %d %s: relative error %.2e" % (i, x.shape, rel_error(analytic,
-                                                                                numerical)))
-        if not np.all(excess <= 0):     # written so that a NaN on either side also fails
-            worst = np.unravel_index(int(np.argmax(np.where(np.isfinite(excess), excess,
-                                                            np.inf))), x.shape)
-            a, n = analytic[worst], numerical[worst]
-            return _fail(raise_exception,
-                         "gradcheck failed for input %d (shape %s): at index %s the analytic "
-                         "gradient is %.10g but the numerical one is %.10g (relative error "
-                         "%.3g; %d of %d elements out of tolerance |a - n| <= atol + rtol*|n| "
-                         "with atol=%g, rtol=%g)"
-                         % (i, x.shape, tuple(int(k) for k in worst), a, n, rel_error(a, n),
-                            int(np.sum(~(excess <= 0))), excess.size, atol, rtol))
+        problem = _compare("input %d" % i, x, numerical, indices, atol, rtol, verbose)
+        if problem:
+            return _fail(raise_exception, problem)
+    return True
+
+
+def _sample(rng, size, n_samples):
+    """Flat indices of the elements to check: all (None), or n_samples chosen at random."""
+    if n_samples is None or n_samples >= size:
+        return None
+    return rng.choice(size, size=n_samples, replace=False)
+
+
+def _compare(label, x, numerical, indices, atol, rtol, verbose):
+    """None when x.grad matches ``numerical`` within tolerance, else the failure message."""
+    analytic = np.zeros(x.shape) if x.grad is None else x.grad.astype(np.float64)
+    if indices is not None:
+        mask = np.zeros(x.size, dtype=bool)
+        mask[indices] = True
+        analytic = np.where(mask.reshape(x.shape), analytic, 0.0)
+    excess = np.abs(analytic - numerical) - (atol + rtol * np.abs(numerical))
+    if verbose:
+        print("%s %s: relative error %.2e" % (label, x.shape, rel_error(analytic, numerical)))
+    if np.all(excess <= 0):             # written so that a NaN on either side fails
+        return None
+    worst = np.unravel_index(int(np.argmax(np.where(np.isfinite(excess), excess, np.inf))),
+                             x.shape)
+    a, n = analytic[worst], numerical[worst]
+    return ("gradcheck failed for %s (shape %s): at index %s the analytic gradient is %.10g "
+            "but the numerical one is %.10g (relative error %.3g; %d of %d elements out of "
+            "tolerance |a - n| <= atol + rtol*|n| with atol=%g, rtol=%g)"
+            % (label, x.shape, tuple(int(k) for k in worst), a, n, rel_error(a, n),
+               int(np.sum(~(excess <= 0))), excess.size, atol, rtol))
+
+
+def _flatten(outputs):
+    """The tensors of a possibly nested tuple of outputs, such as ``output, (h_n, c_n)``."""
+    if isinstance(outputs, Tensor):
+        return [outputs]
+    return [t for item in outputs for t in _flatten(item)]
+
+
+def gradcheck_module(module, fn, inputs=(), eps=1e-6, atol=1e-5, rtol=1e-3,
+                     raise_exception=True, n_samples=None, seed=0, verbose=False):
+    """Check the gradients of a whole module: every parameter, and the given input tensors.
+
+    The module is converted to float64 in place (``module.double()``), and so are the float
+    ``inputs``. ``fn()`` runs the module (e.g. ``lambda: lstm(x, (h0, c0))``) and returns a
+    tensor or a nested tuple of tensors; L = sum_k sum(output_k * r_k) with fixed random r_k,
+    and autograd's dL/dp is compared with central differences for every parameter p (each is
+    perturbed in place, so the module sees the change). Failures name the parameter.
+    """
+    module.double()
+    for x in inputs:
+        if isinstance(x, Tensor) and x.dtype.kind == "f":
+            x.data = x.data.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    with no_grad():
+        weights = [rng.standard_normal(o.shape) for o in _flatten(fn())]
+
+    def loss(_=None):
+        total = Tensor(0.0, dtype=np.float64)
+        for out, r in zip(_flatten(fn()), weights):
+            total = total + (out * Tensor(r, dtype=np.float64)).sum()
+        return total
+
+    targets = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    targets += [("input %d" % i, x) for i, x in enumerate(inputs)
+                if isinstance(x, Tensor) and x.requires_grad]
+    if not targets:
+        raise ValueError("gradcheck_module: the module has no parameter and no input that "
+                         "requires grad")
+    for _, t in targets:
+        t.grad = None
+    try:
+        loss().backward()
+    except Exception as error:
+        return _fail(raise_exception, "gradcheck_module: the backward pass raised %s: %s"
+                     % (type(error).__name__, error), error)
+    for name, t in targets:
+        indices = _sample(rng, t.size, n_samples)
+        numerical = numerical_grad(loss, t, eps=eps, indices=indices)
+        problem = _compare(name, t, numerical, indices, atol, rtol, verbose)
+        if problem:
+            return _fail(raise_exception, problem)
     return True
 
 

@@ -38,15 +38,17 @@ def _shape_text(shape):
 
 
 def _op_label(node, output_names, show_shapes):
+    """The op's name, then a line per output: its number (if several), name (if given), shape."""
     lines = [node.function.__name__]
     for i, (shape, _) in enumerate(node.output_meta):
+        words = ["[%d]" % i] if len(node.output_meta) > 1 else []
         name = output_names.get((id(node), i))
-        text = _shape_text(shape) if show_shapes else ""
-        if len(node.output_meta) > 1:
-            text = ("[%d] " % i + text).strip()
-        text = (name + ": " + text if text else name) if name else text
-        if text:
-            lines.append(text)
+        if name:
+            words.append(name + ":" if show_shapes else name)
+        if show_shapes:
+            words.append(_shape_text(shape))
+        if words:
+            lines.append(" ".join(words))
     return lines
 
 
@@ -172,8 +174,8 @@ def draw_matplotlib(graph, ax=None):
     ys = [p[1] for p in position.values()]
     x_gap, y_gap, width, height = 2.6, 1.3, 1.9, 0.9     # in data units
     if ax is None:
-        fig = Figure(figsize=(min(2.2 * (max(xs) + 1), 60), min(1.1 * (max(ys) - min(ys) + 1.5),
-                                                                 60)))
+        columns, rows = max(xs) + 1, max(ys) - min(ys) + 1
+        fig = Figure(figsize=(min(2.2 * columns, 60), min(1.1 * rows + 0.5, 60)))   # inches
         ax = fig.add_subplot()
     fig = ax.figure
 

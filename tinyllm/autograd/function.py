@@ -125,6 +125,13 @@ class Function:
         single = not isinstance(result, tuple)
         results = (result,) if single else result
         outputs = [Tensor._wrap(np.asarray(r)) for r in results]
+        for out in outputs:                 # a view shares its input's version counter
+            base = out.data.base
+            if base is not None:
+                for t in tensors:
+                    if t is not None and (base is t.data or base is t.data.base):
+                        out._version_box = t._version_box
+                        break
 
         if record:
             edges = []

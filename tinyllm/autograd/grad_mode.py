@@ -58,6 +58,12 @@ class no_grad(_FlagContext):
     flag_name = "_grad_enabled"
     value = False
 
+    def __new__(cls, function=None):
+        instance = super().__new__(cls)
+        if function is not None:            # used as a decorator without parentheses
+            return instance(function)
+        return instance
+
 
 class enable_grad(_FlagContext):
     """Turn recording back on inside a ``no_grad`` block."""

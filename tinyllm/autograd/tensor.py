@@ -72,7 +72,7 @@ class Tensor:
         self.grad = None
         self.grad_fn = None
         self._output_index = 0
-        self._version = 0
+        self._version_box = [0]
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -85,7 +85,7 @@ class Tensor:
         t.grad = None
         t.grad_fn = None
         t._output_index = 0
-        t._version = 0
+        t._version_box = [0]
         t.requires_grad = False
         return t
 
@@ -116,6 +116,17 @@ class Tensor:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    @property
+    def _version(self):
+        """How many in-place changes the data has seen. Shared with the tensors that view the
+        same memory (``detach()``, reshapes), so a change through any of them is noticed by an
+        op that saved the data for its backward pass."""
+        return self._version_box[0]
+
+    @_version.setter
+    def _version(self, value):
+        self._version_box[0] = value
 
     @property
     def is_leaf(self):
@@ -203,7 +214,9 @@ class Tensor:
 
     def detach(self):
         """The same values (shared memory) cut off from the graph: no gradient flows through."""
-        return Tensor._wrap(self.data)
+        t = Tensor._wrap(self.data)
+        t._version_box = self._version_box
+        return t
 
     def zero_grad(self):
         """Clear the accumulated gradient (``.grad = None``)."""

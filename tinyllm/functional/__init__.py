@@ -9,6 +9,10 @@ from tinyllm.functional.activation import gelu, log_softmax, relu, sigmoid, soft
 from tinyllm.functional.linear import embedding, linear
 from tinyllm.functional.normalization import layer_norm
 from tinyllm.functional.dropout import dropout
-from tinyllm.functional.attention import causal_mask, scaled_dot_product_attention
+from tinyllm.functional.attention import (attention_weights, causal_mask,
+                                          scaled_dot_product_attention)
 
 # Losses (tinyllm/functional/loss.py):
+from tinyllm.functional.loss import (cross_entropy, nll_loss, binary_cross_entropy,
+                                     binary_cross_entropy_with_logits, mse_loss, kl_div,
+                                     distillation_loss)

@@ -18,7 +18,7 @@ from tinyllm.functional.dropout import dropout
 def causal_mask(L, S=None):
     """Boolean (L, S) matrix, True on and below the diagonal: query i may attend to keys
     j <= i (the mask of a decoder; S defaults to L)."""
-    return Tensor._wrap(np.tril(np.ones((L, L if S is None else S), dtype=bool)))
+    return ops.tril_mask(L, S)
 
 
 def _as_array(x):
@@ -40,13 +40,31 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     - ``is_causal=True`` uses the lower-triangular mask ``causal_mask(L, S)``; giving both it
       and ``attn_mask`` is an error.
     - ``dropout_p`` drops attention weights (after the softmax), as PyTorch does whenever it is
-      positive; pass 0 at evaluation time.
+      positive; pass 0 at evaluation time. ``generator``: a NumPy generator for the dropout
+      mask (default: ``tinyllm.random.default_generator()``).
 
     A query whose every key is masked has no distribution to average with: its weights, its
     output row and the gradients through it are all 0 (PyTorch 2.x returns zeros too, rather
     than the NaN of softmax over -inf everywhere).
     """
-    for name, t in (("query", query), ("key", key), ("value", value)):
+    if value.ndim < 2:
+        raise ValueError("scaled_dot_product_attention: value must have shape (..., length, "
+                         "features), got shape %s" % (tuple(value.shape),))
+    if value.shape[-2] != key.shape[-2]:
+        raise ValueError("scaled_dot_product_attention: key of shape %s and value of shape %s "
+                         "must have the same number of positions S (axis -2)"
+                         % (tuple(key.shape), tuple(value.shape)))
+    weights = attention_weights(query, key, attn_mask, is_causal, scale)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True, generator=generator)
+    return ops.matmul(weights, value)
+
+
+def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
+    """The attention weights softmax(Q K^T * scale + M): shape (..., L, S), each row sums to 1
+    (or is all 0 for a query whose every key is masked). Arguments as in
+    ``scaled_dot_product_attention``; useful on its own to plot what attends to what."""
+    for name, t in (("query", query), ("key", key)):
         if t.ndim < 2:
             raise ValueError("scaled_dot_product_attention: %s must have shape (..., length, "
                              "features), got shape %s" % (name, tuple(t.shape)))
@@ -56,10 +74,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise ValueError("scaled_dot_product_attention: query of shape %s and key of shape %s "
                          "must have the same last axis (E)" % (tuple(query.shape),
                                                                tuple(key.shape)))
-    if value.shape[-2] != S:
-        raise ValueError("scaled_dot_product_attention: key of shape %s and value of shape %s "
-                         "must have the same number of positions S (axis -2)"
-                         % (tuple(key.shape), tuple(value.shape)))
     if is_causal and attn_mask is not None:
         raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal=True, "
                          "not both")
@@ -74,14 +88,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     # Rows with every key masked: softmax would give 0/0. Fill them with 0 before the softmax
     # and zero their weights after it (the gradient through them is then 0, not NaN).
     empty_rows = np.all(scores.data == -np.inf, axis=-1, keepdims=True)
-    if empty_rows.any():
-        scores = ops.masked_fill(scores, np.broadcast_to(empty_rows, scores.shape), 0.0)
-    weights = ops.softmax(scores, -1)
-    if empty_rows.any():
-        weights = ops.masked_fill(weights, np.broadcast_to(empty_rows, weights.shape), 0.0)
-    if dropout_p > 0.0:
-        weights = dropout(weights, dropout_p, training=True, generator=generator)
-    return ops.matmul(weights, value)
+    if not empty_rows.any():
+        return ops.softmax(scores, -1)
+    empty_rows = np.broadcast_to(empty_rows, scores.shape)
+    weights = ops.softmax(ops.masked_fill(scores, empty_rows, 0.0), -1)
+    return ops.masked_fill(weights, empty_rows, 0.0)
 
 
 def _apply_mask(scores, attn_mask):

@@ -7,3 +7,18 @@ PyTorch ``state_dict`` (converted to NumPy arrays) loads into the matching tinyl
 from tinyllm.nn.parameter import Parameter
 from tinyllm.nn.module import Module
 from tinyllm.nn.containers import ModuleDict, ModuleList, Sequential
+from tinyllm.nn import utils
+from tinyllm.nn import init
+from tinyllm.nn.linear import Identity, Linear
+from tinyllm.nn.embedding import Embedding
+from tinyllm.nn.normalization import LayerNorm
+from tinyllm.nn.dropout import Dropout
+from tinyllm.nn.activation import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinyllm.nn.rnn import LSTM, LSTMCell
+from tinyllm.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from tinyllm.nn.attention import MultiheadAttention
+from tinyllm.nn.transformer import (TransformerDecoder, TransformerDecoderLayer,
+                                    TransformerEncoder, TransformerEncoderLayer,
+                                    generate_square_subsequent_mask)
+from tinyllm.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, MSELoss,
+                             NLLLoss)

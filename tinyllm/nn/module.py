@@ -225,7 +225,7 @@ class Module:
                 problems.append("%s: the checkpoint has shape %s, the module has shape %s"
                                 % (name, value.shape, tensor.shape))
         if problems:
-            raise KeyError("load_state_dict for %s:\n  %s"
+            raise RuntimeError("load_state_dict for %s:\n  %s"
                            % (type(self).__name__, "\n  ".join(problems)))
         with no_grad():
             for name, tensor in own.items():

@@ -20,3 +20,15 @@ from tinyllm.ops.shape import (broadcast_to, cat, concatenate, expand, flatten, 
 from tinyllm.ops.creation import (arange, empty, empty_like, eye, full, full_like, linspace,
                                   one_hot, ones, ones_like, rand, rand_like, randint, randn,
                                   randn_like, randperm, tril_mask, triu_mask, zeros, zeros_like)
+
+__all__ = [
+    "abs", "add", "arange", "argmax", "argmin", "broadcast_to", "cast", "cat", "clamp", "clip",
+    "clone", "compare", "concatenate", "cos", "div", "empty", "empty_like", "exp", "expand",
+    "eye", "flatten", "full", "full_like", "gather", "gelu", "getitem", "index_key",
+    "linspace", "log", "log_softmax", "logical_and", "logical_not", "logical_or", "logsumexp",
+    "masked_fill", "matmul", "max", "maximum", "mean", "min", "minimum", "mul", "neg",
+    "one_hot", "ones", "ones_like", "permute", "pow", "rand", "rand_like", "randint", "randn",
+    "randn_like", "randperm", "relu", "reshape", "sigmoid", "sin", "softmax", "split", "sqrt",
+    "squeeze", "stack", "sub", "sum", "tanh", "transpose", "tril", "tril_mask", "triu",
+    "triu_mask", "unsqueeze", "var", "view", "where", "zeros", "zeros_like",
+]

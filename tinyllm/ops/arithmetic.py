@@ -202,8 +202,11 @@ def mul(a, b):
 
 
 def div(a, b):
-    """a / b (true division) with broadcasting."""
-    return Div.apply(*operands("div", a, b))
+    """a / b (true division) with broadcasting; integers divide to the default float dtype."""
+    a, b = operands("div", a, b)
+    if _dtype(a).kind != "f" and _dtype(b).kind != "f":
+        a, b = _to_float(a, get_default_dtype()), _to_float(b, get_default_dtype())
+    return Div.apply(a, b)
 
 
 def pow(a, b):

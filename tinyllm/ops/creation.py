@@ -33,7 +33,8 @@ def ones(*shape, dtype=None, requires_grad=False):
 
 def empty(*shape, dtype=None, requires_grad=False):
     """Uninitialised values (whatever was in memory): fill them before reading."""
-    return _leaf(np.empty(_shape_arg(shape)), dtype, requires_grad)
+    return _leaf(np.empty(_shape_arg(shape), dtype=dtype or get_default_dtype()), None,
+                 requires_grad, float_default=False)
 
 
 def full(shape, fill_value, dtype=None, requires_grad=False):
@@ -100,7 +101,8 @@ def ones_like(x, dtype=None, requires_grad=False):
 
 
 def empty_like(x, dtype=None, requires_grad=False):
-    return _leaf(np.empty(x.shape), _like(x, dtype), requires_grad)
+    return _leaf(np.empty(x.shape, dtype=_like(x, dtype)), None, requires_grad,
+                 float_default=False)
 
 
 def full_like(x, fill_value, dtype=None, requires_grad=False):

@@ -344,10 +344,12 @@ def minimum(a, b):
 
 
 def clip(x, min=None, max=None):
-    """Limit x to [min, max] (either may be None); also called ``clamp``."""
+    """Limit x to [min, max] (either may be None); also called ``clamp``. The bounds are
+    constants: no gradient flows to them."""
     if min is None and max is None:
         raise ValueError("clip: give at least one of min and max")
-    return Clip.apply(x, min, max)
+    low, high = (b.data if isinstance(b, Tensor) else b for b in (min, max))
+    return Clip.apply(x, low=low, high=high)
 
 
 clamp = clip

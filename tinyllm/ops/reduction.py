@@ -227,6 +227,8 @@ def var(x, axis=None, keepdims=False, *, correction=1, dim=None, keepdim=None, d
 
 
 def _single_axis(opname, axis, dim, ndim):
+    if dim is not None:         # PyTorch's spelling replaces the default axis=-1
+        axis, dim = dim, None
     axes, _ = resolve_axis(opname, axis, False, dim, None, ndim)
     if axes is None or len(axes) != 1:
         raise TypeError("%s: needs exactly one axis, got %r" % (opname, axis))

@@ -205,7 +205,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 def permute(x, *axes):
     """Reorder the axes: ``x.permute(0, 2, 1)``; the output's axis i is the input's axes[i]."""
     axes = _shape_arg(axes)
-    if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+    if sorted(a + x.ndim if a < 0 else a for a in axes) != list(range(x.ndim)):
         raise ValueError("permute: %s is not an ordering of the %d axes of a tensor of shape %s"
                          % (axes, x.ndim, x.shape))
     return Permute.apply(x, tuple(a % x.ndim for a in axes))

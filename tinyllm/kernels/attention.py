@@ -1,0 +1,272 @@
+"""Fused scaled-dot-product attention, forward and backward: NumPy references and Numba kernels.
+
+For one (batch, head) pair, queries Q (Tq, D), keys K (Tk, D), values V (Tk, Dv)::
+
+    S = Q K^T * scale                          scores               (Tq, Tk)
+    S[i, j] = -inf  where key j is masked      (causal: j > i; padding: key_padding_mask[j])
+    P = softmax(S) row by row                  attention weights    (Tq, Tk)
+    O = P V                                    output               (Tq, Dv)
+    L[i] = log sum_j exp(S[i, j])              log-sum-exp of row i (Tq,)
+
+Backward, with dO = dLoss/dO (FlashAttention-2's form)::
+
+    Delta[i] = sum_d dO[i, d] O[i, d]          (= sum_j P[i, j] dP[i, j])
+    dV = P^T dO,   dP = dO V^T,   dS = P * (dP - Delta),
+    dQ = dS K * scale,   dK = dS^T Q * scale
+
+Cost (no mask): 4 Tq Tk D FLOPs forward (two matrix products; 2 Tq Tk D each when Dv = D),
+8-10 Tq Tk D backward (the scores are recomputed, then four products).
+
+The references compute S and P whole: (Tq, Tk) numbers per head, O(T^2) memory. The fused
+forward never builds S: it walks over the keys in blocks of ``BLOCK_K`` and keeps, for each
+query row, the running maximum m, the running sum l = sum_j exp(S[i, j] - m) and the running
+output acc = sum_j exp(S[i, j] - m) V[j] (the "online softmax"). When a new block raises the
+maximum to m', the old sums are rescaled by exp(m - m') before the block is added:
+
+    l <- exp(m - m') l + sum_{j in block} exp(S[i, j] - m'),   acc likewise,   m <- m'
+
+and at the end O[i] = acc / l and L[i] = m + log l. Extra memory per query row: m, l and
+acc, O(D), plus one (BLOCK_Q, BLOCK_K) block of scores per task. The backward recomputes each
+block of scores from Q, K and the saved L (P = exp(S - L) needs no new softmax) so it, too, never
+holds more than one block.
+
+Masks: ``is_causal`` lets query i see keys j <= i (top-left aligned, as ``causal_mask`` in
+tinyllm.functional); ``key_padding_mask`` (B, Tk) is True at padded keys, which no query sees.
+A query that sees no key at all (every key masked) gets output 0, L = -inf and gradient 0
+through it, never NaN (as PyTorch 2.x and ``tinyllm.functional.scaled_dot_product_attention``).
+
+The kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``
+to float rounding.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from tinyllm.kernels import backend
+from tinyllm.kernels.matmul import block_matmul_add
+
+BLOCK_Q = 64     # query rows per parallel task (forward) and per block (backward)
+BLOCK_K = 64     # keys per block
+
+
+# ----- the NumPy references -------------------------------------------------------------------
+def attention_mask_reference(Tq, Tk, is_causal=False, key_padding_mask=None, batch=None):
+    """Boolean array broadcasting to (B, 1, Tq, Tk): True where query i may see key j."""
+    allowed = np.ones((1, 1, Tq, Tk), dtype=bool)
+    if is_causal:
+        allowed = allowed & np.tril(np.ones((Tq, Tk), dtype=bool))
+    if key_padding_mask is not None:
+        allowed = allowed & ~np.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
+    return allowed
+
+
+def attention_forward_reference(q, k, v, scale, is_causal=False, key_padding_mask=None):
+    """(O, L) computed the plain way: scores, mask, softmax, weighted sum of values.
+
+    q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) -> O (B, H, Tq, Dv), L (B, H, Tq).
+    Holds the (B, H, Tq, Tk) scores: O(T^2) memory.
+    """
+    allowed = attention_mask_reference(q.shape[2], k.shape[2], is_causal, key_padding_mask)
+    scores = np.where(allowed, np.matmul(q, np.swapaxes(k, -1, -2)) * scale, -np.inf)
+    row_max = scores.max(axis=-1, keepdims=True)
+    empty = row_max == -np.inf                             # rows that see no key
+    row_max = np.where(empty, 0, row_max)
+    weights = np.exp(scores - row_max)
+    row_sum = weights.sum(axis=-1, keepdims=True)
+    weights = weights / np.where(empty, 1, row_sum)
+    out = np.matmul(weights, v)
+    with np.errstate(divide="ignore"):
+        lse = np.where(empty, -np.inf, row_max + np.log(row_sum))[..., 0]
+    return out.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)
+
+
+def attention_backward_reference(grad_out, q, k, v, out, lse, scale, is_causal=False,
+                                 key_padding_mask=None):
+    """(dQ, dK, dV) from the full weight matrix P = exp(S - L) (see the module docstring)."""
+    allowed = attention_mask_reference(q.shape[2], k.shape[2], is_causal, key_padding_mask)
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    finite = np.isfinite(lse)[..., None]
+    weights = np.where(allowed & finite, np.exp(scores - np.where(finite, lse[..., None], 0)), 0)
+    grad_v = np.matmul(np.swapaxes(weights, -1, -2), grad_out)
+    grad_weights = np.matmul(grad_out, np.swapaxes(v, -1, -2))
+    delta = np.sum(grad_out * out, axis=-1, keepdims=True)
+    grad_scores = weights * (grad_weights - delta)
+    grad_q = np.matmul(grad_scores, k) * scale
+    grad_k = np.matmul(np.swapaxes(grad_scores, -1, -2), q) * scale
+    return (grad_q.astype(q.dtype, copy=False), grad_k.astype(q.dtype, copy=False),
+            grad_v.astype(q.dtype, copy=False))
+
+
+# ----- the Numba kernels ----------------------------------------------------------------------
+@njit(cache=True)
+def _mask_block(s, i0, j0, is_causal, padding, b):
+    """Set s[r, c] = -inf where query i0 + r may not see key j0 + c (causal or padded)."""
+    nq, nk = s.shape
+    for r in range(nq):
+        for c in range(nk):
+            if (is_causal and j0 + c > i0 + r) or (padding.shape[0] > 0 and padding[b, j0 + c]):
+                s[r, c] = -np.inf
+
+
+@njit(cache=True)
+def _scores_block(s, q, k_t, i0, j0, scale, is_causal, padding, b):
+    """s = (q @ k_t) * scale, then masked; s (nq, nk), q (nq, D), k_t (D, nk) contiguous."""
+    s[:, :] = 0
+    block_matmul_add(s, q, k_t)
+    s *= scale
+    _mask_block(s, i0, j0, is_causal, padding, b)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def attention_forward_numba(q, k, v, scale, is_causal, padding, num_heads, out, lse):
+    """Fused forward (online softmax) into ``out`` (BH, Tq, Dv) and ``lse`` (BH, Tq).
+
+    q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv), C-contiguous, BH = batch * heads; padding
+    is a (B, Tk) boolean array (True = padded key) or a (0, 0) array for none. Tasks (head,
+    block of BLOCK_Q queries) run in parallel; each holds m, l, acc and one block of scores.
+    """
+    BH, Tq, D = q.shape
+    Tk, Dv = k.shape[1], v.shape[2]
+    q_blocks = (Tq + BLOCK_Q - 1) // BLOCK_Q
+    for task in prange(BH * q_blocks):
+        bh = task // q_blocks
+        b = bh // num_heads
+        i0 = (task % q_blocks) * BLOCK_Q
+        i1 = min(i0 + BLOCK_Q, Tq)
+        nq = i1 - i0
+        q_block = q[bh, i0:i1]
+        row_max = np.full(nq, -np.inf, dtype=q.dtype)
+        row_sum = np.zeros(nq, dtype=q.dtype)
+        acc = np.zeros((nq, Dv), dtype=q.dtype)
+        last_key = min(Tk, i1) if is_causal else Tk         # causal: later keys are all masked
+        for j0 in range(0, last_key, BLOCK_K):
+            j1 = min(j0 + BLOCK_K, last_key)
+            k_t = np.ascontiguousarray(k[bh, j0:j1].T)      # (D, nk): rows contiguous
+            v_block = np.ascontiguousarray(v[bh, j0:j1])
+            s = np.empty((nq, j1 - j0), dtype=q.dtype)
+            _scores_block(s, q_block, k_t, i0, j0, scale, is_causal, padding, b)
+            for r in range(nq):
+                new_max = max(row_max[r], np.max(s[r]))
+                if new_max == -np.inf:                      # nothing seen yet in this row
+                    s[r, :] = 0
+                    continue
+                rescale = math.exp(row_max[r] - new_max)
+                total = 0.0
+                for c in range(j1 - j0):
+                    s[r, c] = math.exp(s[r, c] - new_max)  # now P-tilde, unnormalised weights
+                    total += s[r, c]
+                row_sum[r] = rescale * row_sum[r] + total
+                acc[r] *= rescale
+                row_max[r] = new_max
+            block_matmul_add(acc, s, v_block)
+        for r in range(nq):
+            if row_sum[r] == 0:                             # no visible key: defined as 0
+                out[bh, i0 + r] = 0
+                lse[bh, i0 + r] = -np.inf
+            else:
+                out[bh, i0 + r] = acc[r] / row_sum[r]
+                lse[bh, i0 + r] = row_max[r] + math.log(row_sum[r])
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding, num_heads,
+                             grad_q, grad_k, grad_v):
+    """Fused backward (FlashAttention-2) into grad_q, grad_k, grad_v (shapes of q, k, v).
+
+    Shapes as ``attention_forward_numba``; lse from the forward. Heads run in parallel. For
+    each block of keys, dK and dV are summed over all query blocks in small buffers; dQ is
+    summed in place, key block after key block. P is rebuilt from the scores and L.
+    """
+    BH, Tq, D = q.shape
+    Tk, Dv = k.shape[1], v.shape[2]
+    for bh in prange(BH):
+        b = bh // num_heads
+        delta = np.empty(Tq, dtype=q.dtype)
+        for i in range(Tq):
+            delta[i] = np.sum(grad_out[bh, i] * out[bh, i])
+        grad_q_acc = np.zeros((Tq, D), dtype=q.dtype)
+        for j0 in range(0, Tk, BLOCK_K):
+            j1 = min(j0 + BLOCK_K, Tk)
+            nk = j1 - j0
+            k_block = np.ascontiguousarray(k[bh, j0:j1])    # (nk, D)
+            k_t = np.ascontiguousarray(k_block.T)           # (D, nk)
+            v_t = np.ascontiguousarray(v[bh, j0:j1].T)      # (Dv, nk)
+            grad_k_acc = np.zeros((nk, D), dtype=q.dtype)
+            grad_v_acc = np.zeros((nk, Dv), dtype=q.dtype)
+            first_query = j0 if is_causal else 0            # earlier queries see none of them
+            for i0 in range(first_query - first_query % BLOCK_Q, Tq, BLOCK_Q):
+                i1 = min(i0 + BLOCK_Q, Tq)
+                nq = i1 - i0
+                q_block = np.ascontiguousarray(q[bh, i0:i1])
+                grad_out_block = np.ascontiguousarray(grad_out[bh, i0:i1])
+                p = np.empty((nq, nk), dtype=q.dtype)
+                _scores_block(p, q_block, k_t, i0, j0, scale, is_causal, padding, b)
+                for r in range(nq):
+                    row_lse = lse[bh, i0 + r]
+                    for c in range(nk):
+                        p[r, c] = 0.0 if row_lse == -np.inf else math.exp(p[r, c] - row_lse)
+                block_matmul_add(grad_v_acc, p.T, grad_out_block)      # dV += P^T dO
+                ds = np.zeros((nq, nk), dtype=q.dtype)
+                block_matmul_add(ds, grad_out_block, v_t)              # dP = dO V^T
+                for r in range(nq):
+                    for c in range(nk):
+                        ds[r, c] = p[r, c] * (ds[r, c] - delta[i0 + r])  # dS
+                block_matmul_add(grad_q_acc[i0:i1], ds, k_block)       # dQ += dS K
+                block_matmul_add(grad_k_acc, ds.T, q_block)            # dK += dS^T Q
+            grad_k[bh, j0:j1] = grad_k_acc * scale
+            grad_v[bh, j0:j1] = grad_v_acc
+        grad_q[bh] = grad_q_acc * scale
+
+
+# ----- the entry points that the autograd op calls --------------------------------------------
+def _as_heads(x):
+    """(B, H, T, D) -> C-contiguous (B * H, T, D)."""
+    return np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
+
+
+def _padding_array(key_padding_mask):
+    if key_padding_mask is None:
+        return np.zeros((0, 0), dtype=np.bool_)
+    return np.ascontiguousarray(key_padding_mask, dtype=np.bool_)
+
+
+def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
+    """(O, L) on the current backend; shapes as ``attention_forward_reference``."""
+    which = backend.resolve("attention")
+    if which == "numpy":
+        return attention_forward_reference(q, k, v, scale, is_causal, key_padding_mask)
+    if which == "cuda":
+        from tinyllm.kernels import cuda_attention
+        return cuda_attention.attention_forward_cuda(q, k, v, scale, is_causal,
+                                                     key_padding_mask)
+    B, H, Tq, _ = q.shape
+    out = np.empty((B * H, Tq, v.shape[-1]), dtype=q.dtype)
+    lse = np.empty((B * H, Tq), dtype=q.dtype)
+    attention_forward_numba(_as_heads(q), _as_heads(k), _as_heads(v), q.dtype.type(scale),
+                            bool(is_causal), _padding_array(key_padding_mask), H, out, lse)
+    return out.reshape(B, H, Tq, -1), lse.reshape(B, H, Tq)
+
+
+def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
+                       key_padding_mask=None):
+    """(dQ, dK, dV) on the current backend; shapes as ``attention_backward_reference``."""
+    which = backend.resolve("attention")
+    if which == "numpy":
+        return attention_backward_reference(grad_out, q, k, v, out, lse, scale, is_causal,
+                                            key_padding_mask)
+    if which == "cuda":
+        from tinyllm.kernels import cuda_attention
+        return cuda_attention.attention_backward_cuda(grad_out, q, k, v, out, lse, scale,
+                                                      is_causal, key_padding_mask)
+    H = q.shape[1]
+    grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    attention_backward_numba(_as_heads(grad_out.astype(q.dtype, copy=False)), _as_heads(q),
+                             _as_heads(k), _as_heads(v), _as_heads(out), _as_heads(lse[..., None])[..., 0],
+                             q.dtype.type(scale), bool(is_causal),
+                             _padding_array(key_padding_mask), H,
+                             grad_q.reshape((-1,) + q.shape[2:]),
+                             grad_k.reshape((-1,) + k.shape[2:]),
+                             grad_v.reshape((-1,) + v.shape[2:]))
+    return grad_q, grad_k, grad_v

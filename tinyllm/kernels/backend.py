@@ -1,0 +1,128 @@
+"""The backend switch: which implementation of a kernel runs, NumPy, Numba on the CPU, or CUDA.
+
+Every kernel in ``tinyllm.kernels`` comes in three versions that compute the same numbers:
+
+- ``"numpy"``: the reference, written with NumPy array operations (BLAS for matmul);
+- ``"numba"``: a compiled CPU loop nest (``@njit(parallel=True)``), using both cores;
+- ``"cuda"``: a ``numba.cuda`` kernel on an NVIDIA GPU (inputs are copied to the GPU and the
+  results back on every call, since tinyllm's tensors live in host memory);
+
+and ``"auto"`` (the default) picks, kernel by kernel, the one measured fastest on a CPU (see
+``AUTO_CHOICE``). ``"auto"`` never picks CUDA: with tensors in host memory, each call would pay
+two PCIe copies, which cost more than a small kernel saves; ask for ``"cuda"`` explicitly.
+
+    tinyllm.set_backend("numba")          # from now on
+    with tinyllm.use_backend("numpy"):    # inside the block only
+        loss = model(x)
+    TINYLLM_BACKEND=numba python train.py # read once, when tinyllm is imported
+
+All backends give the same results up to float rounding (the tests hold each kernel to its
+NumPy reference), so a model trains to the same losses on any of them.
+"""
+
+import contextlib
+import os
+
+BACKENDS = ("numpy", "numba", "cuda", "auto")
+
+# What "auto" runs on the CPU, kernel by kernel. Measured with benchmarks/bench_kernels.py on
+# the 2-core AMD EPYC (Zen 5, AVX-512) machine of benchmarks/RESULTS.md, against NumPy 2.4 with
+# OpenBLAS 0.3.31 as this environment configures it (OPENBLAS_CORETYPE=Haswell):
+# - matmul: the Numba kernel reached 1.4-2.4x BLAS's GFLOP/s from 256^3 up, but below about
+#   64^3 multiply-adds per call its parallel launch (~20 us) costs more than the product, so
+#   small products stay with BLAS (``MATMUL_NUMBA_MIN_FLOPS``);
+# - attention: the fused kernel is 2.5-7x faster than the NumPy composite, forward + backward;
+# - softmax_cross_entropy, layer_norm, gelu, adam: single passes over memory beat NumPy's
+#   several passes (1.5-12x, see RESULTS.md).
+AUTO_CHOICE = {
+    "matmul": "numba",
+    "attention": "numba",
+    "softmax_cross_entropy": "numba",
+    "layer_norm": "numba",
+    "gelu": "numba",
+    "adam": "numba",
+}
+
+# Below this many multiply-adds (n * k * m, summed over the batch) "auto" uses NumPy's matmul.
+MATMUL_NUMBA_MIN_FLOPS = 64 ** 3
+
+NO_GPU_MESSAGE = "no CUDA GPU found; use the numpy or numba backend"
+
+_current = "auto"
+
+
+def _check_name(name, where):
+    if name not in BACKENDS:
+        raise ValueError("%s: unknown backend %r; choose one of %s"
+                         % (where, name, ", ".join(repr(b) for b in BACKENDS)))
+
+
+def cuda_available():
+    """True when ``numba.cuda`` finds a CUDA driver and at least one GPU."""
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:           # no driver library, a broken toolkit: no usable GPU either way
+        return False
+
+
+def require_cuda():
+    """Raise the clear RuntimeError of a missing GPU before any CUDA call is made."""
+    if not cuda_available():
+        raise RuntimeError(NO_GPU_MESSAGE)
+
+
+def set_backend(name):
+    """Run the kernels on ``name``: "numpy", "numba", "cuda" or "auto" (see the module doc).
+
+    "cuda" on a machine without a CUDA GPU raises RuntimeError at once, so the mistake shows
+    here and not deep inside the first kernel call.
+    """
+    global _current
+    _check_name(name, "set_backend")
+    if name == "cuda":
+        require_cuda()
+    _current = name
+
+
+def get_backend():
+    """The backend name last set: "numpy", "numba", "cuda" or "auto"."""
+    return _current
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """``with use_backend("numba"): ...`` runs the block on ``name`` and restores the previous
+    backend afterwards, also when the block raises."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def resolve(kernel, flops=None):
+    """The implementation ("numpy", "numba" or "cuda") that ``kernel`` runs now.
+
+    ``flops`` (multiply-adds of this call) lets "auto" send small matrix products to NumPy.
+    """
+    if _current != "auto":
+        return _current
+    choice = AUTO_CHOICE[kernel]
+    if kernel == "matmul" and flops is not None and flops < MATMUL_NUMBA_MIN_FLOPS:
+        return "numpy"
+    return choice
+
+
+def _from_environment():
+    name = os.environ.get("TINYLLM_BACKEND", "").strip().lower()
+    if not name:
+        return "auto"
+    _check_name(name, "the environment variable TINYLLM_BACKEND")
+    if name == "cuda":
+        require_cuda()
+    return name
+
+
+_current = _from_environment()

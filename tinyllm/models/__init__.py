@@ -1,0 +1,5 @@
+"""The models: GPT, LSTM language model and classifier, a BERT-style masked-language-model
+encoder and an encoder-decoder Transformer for sequence-to-sequence tasks."""
+
+from tinyllm.models.gpt import GPT, GPTConfig
+from tinyllm.models.lstm import LSTMClassifier, LSTMLanguageModel
