@@ -1,7 +1,4 @@
-"""GPT (tinyllm.models.gpt) and next-token sampling (tinyllm.models.sampling).
-
-Also home of ``gradcheck_parameters``, the whole-model gradient check the other model tests
-import."""
+"""GPT (tinyllm.models.gpt) and next-token sampling (tinyllm.models.sampling)."""
 
 import copy
 
@@ -13,34 +10,7 @@ from tinyllm import nn
 from tinyllm.models import GPT, GPTConfig, LSTMLanguageModel
 from tinyllm.models.sampling import sample_next_token, top_k_filter, top_p_filter
 
-
-# ----- whole-model gradient check -----------------------------------------------------------
-def gradcheck_parameters(model, loss_fn, n_samples=3, seed=0):
-    """``tinyllm.gradcheck`` of ``loss_fn(model)`` with respect to every parameter, in float64.
-
-    gradcheck differentiates with respect to its own (float64 copies of the) inputs, so for
-    the length of each call the copies stand in for the model's Parameters: each module's
-    attribute (``linear.weight``, ...) points at the copy, and is put back afterwards. A tied
-    parameter is one input, used by every module that shares it. ``n_samples`` elements of
-    each parameter are checked (all of them for small ones).
-    """
-    model.double().eval()
-    params = list(model.parameters())
-    slots = [(module, name, p) for module in model.modules()
-             for name, p in module._parameters.items() if p is not None]
-
-    def loss_of(*values):
-        stand_in = {id(p): v for p, v in zip(params, values)}
-        for module, name, p in slots:
-            object.__setattr__(module, name, stand_in[id(p)])
-        try:
-            return loss_fn(model)
-        finally:
-            for module, name, p in slots:
-                object.__setattr__(module, name, p)
-
-    return tinyllm.gradcheck(loss_of, params, atol=1e-7, rtol=1e-6, n_samples=n_samples,
-                             seed=seed)
+from conftest import ATOL, RTOL
 
 
 # ----- helpers ------------------------------------------------------------------------------
@@ -163,25 +133,15 @@ def test_gpt_gradcheck_whole_model():
     model = tiny_gpt()
     idx, targets = random_ids(0, (2, 6)), random_ids(1, (2, 6))
     targets[0, 0] = -1
-    assert gradcheck_parameters(model, lambda m: m(idx, targets)[1], n_samples=20)
-
-
-def test_whole_model_gradcheck_catches_a_missing_gradient_path():
-    model = tiny_gpt(n_layer=1)
-    idx, targets = random_ids(0, (2, 3)), random_ids(1, (2, 3))
-
-    def loss_with_a_cut(m):     # the position embedding's gradient never reaches wpe
-        m.transformer.wpe.weight = m.transformer.wpe.weight.detach()
-        return m(idx, targets)[1]
-
-    with pytest.raises(tinyllm.GradcheckError, match="input 1 "):
-        gradcheck_parameters(model, loss_with_a_cut)
+    assert tinyllm.gradcheck_module(model, lambda: model(idx, targets)[1], atol=ATOL,
+                                    rtol=RTOL, n_samples=20)
 
 
 def test_gpt_gradcheck_whole_model_without_biases():
     model = tiny_gpt(bias=False, n_layer=1)
     idx, targets = random_ids(2, (2, 4)), random_ids(3, (2, 4))
-    assert gradcheck_parameters(model, lambda m: m(idx, targets)[1])
+    assert tinyllm.gradcheck_module(model, lambda: model(idx, targets)[1], atol=ATOL,
+                                    rtol=RTOL, n_samples=10)
 
 
 def test_gpt_dropout_acts_in_training_mode_only():

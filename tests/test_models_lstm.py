@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 
 import tinyllm
-from tinyllm import nn
 from tinyllm.data import pad_sequences
 from tinyllm.models import GPT, GPTConfig, LSTMClassifier, LSTMLanguageModel
 from tinyllm.models.lstm import pack_to_front
 
-from test_models_gpt import gradcheck_parameters
+from conftest import ATOL, RTOL
 
 
 def lm(seed=0, **options):
@@ -82,15 +81,17 @@ def test_lm_detach_state_cuts_the_graph_but_keeps_the_values():
 def test_lm_gradcheck_whole_model(tie):
     model = lm(embedding_dim=5, tie_weights=tie)
     x, y = ids(0, (2, 4)), ids(1, (2, 4))
-    assert gradcheck_parameters(model, lambda m: m(x, y)[1], n_samples=8)
+    assert tinyllm.gradcheck_module(model, lambda: model(x, y)[1], atol=ATOL, rtol=RTOL,
+                                    n_samples=10)
 
 
 def test_lm_gradcheck_through_a_carried_state():
     model = lm(num_layers=1)
     x, y = ids(0, (2, 3)), ids(1, (2, 3))
-    h0 = tinyllm.tensor(np.random.default_rng(2).normal(size=(1, 2, 5)), dtype=np.float64)
-    c0 = tinyllm.tensor(np.random.default_rng(3).normal(size=(1, 2, 5)), dtype=np.float64)
-    assert gradcheck_parameters(model, lambda m: m(x, y, state=(h0, c0))[1], n_samples=8)
+    h0 = tinyllm.tensor(np.random.default_rng(2).normal(size=(1, 2, 5)), requires_grad=True)
+    c0 = tinyllm.tensor(np.random.default_rng(3).normal(size=(1, 2, 5)), requires_grad=True)
+    assert tinyllm.gradcheck_module(model, lambda: model(x, y, state=(h0, c0))[1], (h0, c0),
+                                    atol=ATOL, rtol=RTOL, n_samples=10)
 
 
 def test_lm_tied_weights_are_one_parameter():
@@ -216,7 +217,8 @@ def test_classifier_with_several_classes_uses_cross_entropy():
 def test_classifier_gradcheck_whole_model(num_classes, labels):
     model = classifier(num_classes=num_classes, embedding_dim=3, hidden_size=4)
     padded, _ = pad_sequences(REVIEWS, padding="pre")
-    assert gradcheck_parameters(model, lambda m: m(padded, np.array(labels))[1], n_samples=8)
+    assert tinyllm.gradcheck_module(model, lambda: model(padded, np.array(labels))[1],
+                                    atol=ATOL, rtol=RTOL, n_samples=10)
 
 
 def test_classifier_padding_embedding_gets_no_gradient():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from tinyllm import rel_error      # elementwise |a - b| / (|a| + |b|), CS231n's
 from tinyllm.models import GPT, GPTConfig
 
 torch = pytest.importorskip("torch")
@@ -130,11 +131,6 @@ class TorchGPT(tnn.Module):
 
 
 # ----- helpers ------------------------------------------------------------------------------
-def rel_error(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.max(np.abs(a - b)) / max(1e-12, np.max(np.abs(b))))
-
-
 def build_pair(bias, seed=0, **sizes):
     torch.manual_seed(seed)
     config = dict(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=bias)

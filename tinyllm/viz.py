@@ -202,6 +202,8 @@ def draw_matplotlib(graph, ax=None):
         # A value used twice by one op (x * x) gets a second, curved arrow.
         k = uses[(id(source), id(target))] = uses.get((id(source), id(target)), -1) + 1
         bend = 0.0 if k == 0 else 0.3 * ((k + 1) // 2) * (1 if k % 2 else -1)
+        if k == 0 and x1 - x0 > 1.5 * x_gap:   # skips a column: curve around the boxes there
+            bend = 0.7 if y0 < y1 else -0.7
         arrow = FancyArrowPatch((x0 + width / 2, y0), (x1 - width / 2, y1),
                                 connectionstyle="arc3,rad=%g" % bend,
                                 arrowstyle="-|>", mutation_scale=10, color="0.3")

@@ -185,7 +185,10 @@ def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padd
         b = bh // num_heads
         delta = np.empty(Tq, dtype=q.dtype)
         for i in range(Tq):
-            delta[i] = np.sum(grad_out[bh, i] * out[bh, i])
+            total = 0.0
+            for d in range(Dv):
+                total += grad_out[bh, i, d] * out[bh, i, d]
+            delta[i] = total
         grad_q_acc = np.zeros((Tq, D), dtype=q.dtype)
         for j0 in range(0, Tk, BLOCK_K):
             j1 = min(j0 + BLOCK_K, Tk)
@@ -261,9 +264,10 @@ def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
         return cuda_attention.attention_backward_cuda(grad_out, q, k, v, out, lse, scale,
                                                       is_causal, key_padding_mask)
     H = q.shape[1]
-    grad_q, grad_k, grad_v = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))  # C order
     attention_backward_numba(_as_heads(grad_out.astype(q.dtype, copy=False)), _as_heads(q),
-                             _as_heads(k), _as_heads(v), _as_heads(out), _as_heads(lse[..., None])[..., 0],
+                             _as_heads(k), _as_heads(v), _as_heads(out),
+                             np.ascontiguousarray(lse, dtype=q.dtype).reshape(-1, q.shape[2]),
                              q.dtype.type(scale), bool(is_causal),
                              _padding_array(key_padding_mask), H,
                              grad_q.reshape((-1,) + q.shape[2:]),

@@ -165,8 +165,8 @@ class LSTMClassifier(nn.Module):
         ids = token_ids("LSTMClassifier", ids, self.vocab_size, arg_name="ids")
         mask = self._real_tokens(ids, mask)
         B = ids.shape[0]
-        packed, lengths = pack_to_front(ids, mask, fill=0 if self.padding_idx is None
-                                        else self.padding_idx)
+        fill = 0 if self.padding_idx is None else self.padding_idx
+        packed, lengths = pack_to_front(ids, mask, fill)
         output, _ = self.lstm(self.embedding(packed))                      # (B, T', H)
         last = output[np.arange(B), lengths - 1]                            # (B, H)
         logits = self.classifier(last)                                      # (B, C)

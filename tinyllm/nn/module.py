@@ -249,5 +249,5 @@ class Module:
         head = "%s(%s" % (type(self).__name__, self.extra_repr())
         if not lines:
             return head + ")"
-        count = self.num_parameters()
+        count = Module.num_parameters(self)
         return head + "\n  " + "\n  ".join(lines) + "\n)  # %s parameters" % format(count, ",")

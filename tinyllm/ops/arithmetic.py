@@ -7,6 +7,7 @@ When an input was broadcast in the forward pass, its gradient is summed back to 
 import numpy as np
 
 from tinyllm.autograd import Function, Tensor, get_default_dtype, sum_to_shape
+from tinyllm.kernels import matmul as kernels
 
 
 def _shape(x):
@@ -158,13 +159,14 @@ class MatMul(Function):
     Shapes (..., n, k) @ (..., k, m) -> (..., n, m), batch axes broadcast; a 1-D ``a`` is a row
     (k,) and a 1-D ``b`` a column (k,), removed again from the result.
     Backward: dL/da = dL/dy @ b^T,  dL/db = a^T @ dL/dy, summed over broadcast batch axes.
-    Cost: 2 n k m multiply-adds per batch entry.
+    Cost: 2 n k m multiply-adds per batch entry. All three products run on the current
+    backend (``tinyllm.kernels.matmul.matmul``: NumPy's BLAS or a Numba/CUDA kernel).
     """
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        return kernels.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -178,10 +180,10 @@ class MatMul(Function):
             grad = np.expand_dims(grad, -2)
         grad_a = grad_b = None
         if need_a:
-            grad_a = sum_to_shape(np.matmul(grad, np.swapaxes(b2, -1, -2)), a2.shape)
+            grad_a = sum_to_shape(kernels.matmul(grad, np.swapaxes(b2, -1, -2)), a2.shape)
             grad_a = grad_a.reshape(a.shape)
         if need_b:
-            grad_b = sum_to_shape(np.matmul(np.swapaxes(a2, -1, -2), grad), b2.shape)
+            grad_b = sum_to_shape(kernels.matmul(np.swapaxes(a2, -1, -2), grad), b2.shape)
             grad_b = grad_b.reshape(b.shape)
         return grad_a, grad_b
 

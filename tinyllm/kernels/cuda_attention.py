@@ -1,0 +1,270 @@
+"""Fused attention on an NVIDIA GPU: ``numba.cuda`` kernels, forward and backward.
+
+Same math, masks and conventions as ``tinyllm.kernels.attention`` (read its docstring first);
+the kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``.
+
+Forward: one thread block per (head, block of ``BLOCK_Q`` queries), one thread per query row.
+The block walks over the keys in tiles of ``BLOCK_K``: its threads copy K[j0:j0+BLOCK_K] and
+V[j0:j0+BLOCK_K] into shared memory together (consecutive threads, consecutive addresses), then
+each thread scores its query against the tile and updates its running max m, sum l and output
+accumulator (registers / local memory, ``MAX_HEAD_DIM`` numbers) with the online softmax. Each
+key and value is read from global memory once per block of queries, not once per query, and the
+(Tq, Tk) scores never exist. Cost: 4 Tq Tk D FLOPs, (Tq / BLOCK_Q) (Tk D + Tk Dv) numbers read.
+
+Backward (FlashAttention-2, without atomics): two kernels.
+- dK, dV: one thread per key j (blocks of BLOCK_K keys); the queries, dO, L and Delta stream
+  through shared memory in tiles; thread j sums dV[j] += P[i, j] dO[i] and
+  dK[j] += dS[i, j] Q[i] over all queries i.
+- dQ: one thread per query i, with the keys and values in shared-memory tiles; thread i sums
+  dQ[i] += dS[i, j] K[j].
+Each thread writes only its own row, so no two threads add to the same number.
+Delta = rowsum(dO * O) is computed on the host (Tq Dv multiply-adds per head).
+"""
+
+import functools
+import math
+
+import numba
+import numpy as np
+from numba import cuda
+
+from tinyllm.kernels import backend
+
+BLOCK_Q = 64
+BLOCK_K = 64
+MAX_HEAD_DIM = 128      # size of the per-thread row buffers: D and Dv must not exceed it
+
+
+@functools.lru_cache(maxsize=None)
+def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HEAD_DIM):
+    """Compile the forward, dK/dV and dQ kernels for ``dtype`` and block sizes (smaller blocks
+    run faster under the CUDA simulator). Returns (forward, backward_kv, backward_q)."""
+    element = numba.from_dtype(np.dtype(dtype))
+
+    @cuda.jit(device=True)
+    def visible(i, j, is_causal, padding, has_padding, b):
+        if is_causal and j > i:
+            return False
+        return not (has_padding and padding[b, j])
+
+    @cuda.jit
+    def forward(q, k, v, scale, is_causal, padding, has_padding, num_heads, out, lse):
+        Tq, D = q.shape[1], q.shape[2]
+        Tk, Dv = k.shape[1], v.shape[2]
+        bh = cuda.blockIdx.y
+        b = bh // num_heads
+        r = cuda.threadIdx.x
+        i = cuda.blockIdx.x * block_q + r
+        k_tile = cuda.shared.array((block_k, max_d), element)
+        v_tile = cuda.shared.array((block_k, max_d), element)
+        q_row = cuda.local.array(max_d, element)
+        acc = cuda.local.array(max_d, element)
+        if i < Tq:
+            for d in range(D):
+                q_row[d] = q[bh, i, d] * scale
+        for d in range(Dv):
+            acc[d] = 0
+        row_max = element(-math.inf)
+        row_sum = element(0)
+        last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
+        for j0 in range(0, last_key, block_k):
+            for idx in range(r, block_k * D, block_q):          # cooperative, coalesced loads
+                jj, d = idx // D, idx % D
+                if j0 + jj < Tk:
+                    k_tile[jj, d] = k[bh, j0 + jj, d]
+            for idx in range(r, block_k * Dv, block_q):
+                jj, d = idx // Dv, idx % Dv
+                if j0 + jj < Tk:
+                    v_tile[jj, d] = v[bh, j0 + jj, d]
+            cuda.syncthreads()
+            if i < Tq:
+                for jj in range(min(block_k, Tk - j0)):
+                    if not visible(i, j0 + jj, is_causal, padding, has_padding, b):
+                        continue
+                    s = element(0)
+                    for d in range(D):
+                        s += q_row[d] * k_tile[jj, d]
+                    if s > row_max:                             # new maximum: rescale
+                        rescale = math.exp(row_max - s)
+                        row_sum *= rescale
+                        for d in range(Dv):
+                            acc[d] *= rescale
+                        row_max = s
+                    p = math.exp(s - row_max)
+                    row_sum += p
+                    for d in range(Dv):
+                        acc[d] += p * v_tile[jj, d]
+            cuda.syncthreads()
+        if i < Tq:
+            for d in range(Dv):
+                out[bh, i, d] = acc[d] / row_sum if row_sum > 0 else 0
+            lse[bh, i] = row_max + math.log(row_sum) if row_sum > 0 else -math.inf
+
+    @cuda.jit
+    def backward_kv(grad_out, q, k, v, lse, delta, scale, is_causal, padding, has_padding,
+                    num_heads, grad_k, grad_v):
+        Tq, D = q.shape[1], q.shape[2]
+        Tk, Dv = k.shape[1], v.shape[2]
+        bh = cuda.blockIdx.y
+        b = bh // num_heads
+        c = cuda.threadIdx.x
+        j = cuda.blockIdx.x * block_k + c
+        q_tile = cuda.shared.array((block_q, max_d), element)
+        g_tile = cuda.shared.array((block_q, max_d), element)
+        k_row = cuda.local.array(max_d, element)
+        v_row = cuda.local.array(max_d, element)
+        dk = cuda.local.array(max_d, element)
+        dv = cuda.local.array(max_d, element)
+        if j < Tk:
+            for d in range(D):
+                k_row[d] = k[bh, j, d]
+            for d in range(Dv):
+                v_row[d] = v[bh, j, d]
+        for d in range(max_d):
+            dk[d] = 0
+            dv[d] = 0
+        first = cuda.blockIdx.x * block_k if is_causal else 0   # earlier queries see none
+        for i0 in range(first - first % block_q, Tq, block_q):
+            for idx in range(c, block_q * D, block_k):
+                ii, d = idx // D, idx % D
+                if i0 + ii < Tq:
+                    q_tile[ii, d] = q[bh, i0 + ii, d]
+            for idx in range(c, block_q * Dv, block_k):
+                ii, d = idx // Dv, idx % Dv
+                if i0 + ii < Tq:
+                    g_tile[ii, d] = grad_out[bh, i0 + ii, d]
+            cuda.syncthreads()
+            if j < Tk:
+                for ii in range(min(block_q, Tq - i0)):
+                    i = i0 + ii
+                    if lse[bh, i] == -math.inf or not visible(i, j, is_causal, padding,
+                                                              has_padding, b):
+                        continue
+                    s = element(0)
+                    for d in range(D):
+                        s += q_tile[ii, d] * k_row[d]
+                    p = math.exp(s * scale - lse[bh, i])
+                    dp = element(0)
+                    for d in range(Dv):
+                        dv[d] += p * g_tile[ii, d]
+                        dp += g_tile[ii, d] * v_row[d]
+                    ds = p * (dp - delta[bh, i])
+                    for d in range(D):
+                        dk[d] += ds * q_tile[ii, d]
+            cuda.syncthreads()
+        if j < Tk:
+            for d in range(D):
+                grad_k[bh, j, d] = dk[d] * scale
+            for d in range(Dv):
+                grad_v[bh, j, d] = dv[d]
+
+    @cuda.jit
+    def backward_q(grad_out, q, k, v, lse, delta, scale, is_causal, padding, has_padding,
+                   num_heads, grad_q):
+        Tq, D = q.shape[1], q.shape[2]
+        Tk, Dv = k.shape[1], v.shape[2]
+        bh = cuda.blockIdx.y
+        b = bh // num_heads
+        r = cuda.threadIdx.x
+        i = cuda.blockIdx.x * block_q + r
+        k_tile = cuda.shared.array((block_k, max_d), element)
+        v_tile = cuda.shared.array((block_k, max_d), element)
+        q_row = cuda.local.array(max_d, element)
+        g_row = cuda.local.array(max_d, element)
+        dq = cuda.local.array(max_d, element)
+        if i < Tq:
+            for d in range(D):
+                q_row[d] = q[bh, i, d]
+            for d in range(Dv):
+                g_row[d] = grad_out[bh, i, d]
+        for d in range(max_d):
+            dq[d] = 0
+        last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
+        for j0 in range(0, last_key, block_k):
+            for idx in range(r, block_k * D, block_q):
+                jj, d = idx // D, idx % D
+                if j0 + jj < Tk:
+                    k_tile[jj, d] = k[bh, j0 + jj, d]
+            for idx in range(r, block_k * Dv, block_q):
+                jj, d = idx // Dv, idx % Dv
+                if j0 + jj < Tk:
+                    v_tile[jj, d] = v[bh, j0 + jj, d]
+            cuda.syncthreads()
+            if i < Tq and lse[bh, i] != -math.inf:
+                for jj in range(min(block_k, Tk - j0)):
+                    if not visible(i, j0 + jj, is_causal, padding, has_padding, b):
+                        continue
+                    s = element(0)
+                    for d in range(D):
+                        s += q_row[d] * k_tile[jj, d]
+                    p = math.exp(s * scale - lse[bh, i])
+                    dp = element(0)
+                    for d in range(Dv):
+                        dp += g_row[d] * v_tile[jj, d]
+                    ds = p * (dp - delta[bh, i])
+                    for d in range(D):
+                        dq[d] += ds * k_tile[jj, d]
+            cuda.syncthreads()
+        if i < Tq:
+            for d in range(D):
+                grad_q[bh, i, d] = dq[d] * scale
+
+    return forward, backward_kv, backward_q
+
+
+def _prepare(q, k, v, key_padding_mask, max_d):
+    backend.require_cuda()
+    if max(q.shape[-1], v.shape[-1]) > max_d:
+        raise ValueError("attention (cuda): head sizes up to %d are supported, got q of shape "
+                         "%s and v of shape %s" % (max_d, q.shape, v.shape))
+    heads = [np.ascontiguousarray(x).reshape((-1,) + x.shape[2:]) for x in (q, k, v)]
+    has_padding = key_padding_mask is not None
+    padding = (np.ascontiguousarray(key_padding_mask, dtype=np.bool_) if has_padding
+               else np.zeros((1, 1), dtype=np.bool_))
+    return heads, cuda.to_device(padding), has_padding
+
+
+def attention_forward_cuda(q, k, v, scale, is_causal=False, key_padding_mask=None,
+                           block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HEAD_DIM):
+    """(O, L) for q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) host arrays."""
+    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask, max_d)
+    B, H, Tq = q.shape[:3]
+    forward, _, _ = make_attention_kernels(q.dtype, block_q, block_k, max_d)
+    d_out = cuda.device_array((B * H, Tq, v.shape[-1]), dtype=q.dtype)
+    d_lse = cuda.device_array((B * H, Tq), dtype=q.dtype)
+    if B * H * Tq:
+        grid = ((Tq + block_q - 1) // block_q, B * H)
+        forward[grid, block_q](cuda.to_device(q3), cuda.to_device(k3), cuda.to_device(v3),
+                               q.dtype.type(scale), bool(is_causal), d_padding, has_padding,
+                               H, d_out, d_lse)
+    return d_out.copy_to_host().reshape(B, H, Tq, -1), d_lse.copy_to_host().reshape(B, H, Tq)
+
+
+def attention_backward_cuda(grad_out, q, k, v, out, lse, scale, is_causal=False,
+                            key_padding_mask=None, block_q=BLOCK_Q, block_k=BLOCK_K,
+                            max_d=MAX_HEAD_DIM):
+    """(dQ, dK, dV) for the host arrays of ``attention_forward_cuda``."""
+    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask, max_d)
+    B, H, Tq = q.shape[:3]
+    Tk = k.shape[2]
+    _, backward_kv, backward_q = make_attention_kernels(q.dtype, block_q, block_k, max_d)
+    grad_out = np.ascontiguousarray(grad_out, dtype=q.dtype)
+    delta = np.sum(grad_out * out, axis=-1).reshape(B * H, Tq).astype(q.dtype)
+    d_q, d_k, d_v = cuda.to_device(q3), cuda.to_device(k3), cuda.to_device(v3)
+    d_g = cuda.to_device(grad_out.reshape(B * H, Tq, -1))
+    d_lse = cuda.to_device(np.ascontiguousarray(lse, dtype=q.dtype).reshape(B * H, Tq))
+    d_delta = cuda.to_device(delta)
+    d_grad_q = cuda.device_array(q3.shape, dtype=q.dtype)
+    d_grad_k = cuda.device_array(k3.shape, dtype=q.dtype)
+    d_grad_v = cuda.device_array(v3.shape, dtype=q.dtype)
+    scale = q.dtype.type(scale)
+    if B * H * Tk:
+        backward_kv[((Tk + block_k - 1) // block_k, B * H), block_k](
+            d_g, d_q, d_k, d_v, d_lse, d_delta, scale, bool(is_causal), d_padding, has_padding,
+            H, d_grad_k, d_grad_v)
+    if B * H * Tq:
+        backward_q[((Tq + block_q - 1) // block_q, B * H), block_q](
+            d_g, d_q, d_k, d_v, d_lse, d_delta, scale, bool(is_causal), d_padding, has_padding,
+            H, d_grad_q)
+    return (d_grad_q.copy_to_host().reshape(q.shape), d_grad_k.copy_to_host().reshape(k.shape),
+            d_grad_v.copy_to_host().reshape(v.shape))

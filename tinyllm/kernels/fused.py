@@ -1,0 +1,358 @@
+"""Fused kernels for the training path: softmax + cross-entropy, layer norm, GELU, Adam/AdamW.
+
+Each is a chain of elementwise steps and row reductions. Written with NumPy, every step reads
+its input from memory and writes a temporary back (``x - max``, ``exp``, ``sum``, ``/``, ...):
+for arrays larger than the cache the time goes into moving bytes, not arithmetic. The Numba
+versions do the whole chain in one or two passes over each row, with the rows split over the
+cores (``prange``), so they move each number about once.
+
+For each kernel: ``*_reference`` is the NumPy function it must equal (to float rounding),
+``*_numba`` the compiled one, and the plain name dispatches on the current backend
+(``tinyllm.kernels.backend``; these kernels have no CUDA version, and the "cuda" backend runs
+their Numba CPU version).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from tinyllm.kernels import backend
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+
+
+def _use_numba(kernel):
+    return backend.resolve(kernel) in ("numba", "cuda")
+
+
+# ----- softmax + cross-entropy --------------------------------------------------------------
+def softmax_cross_entropy_reference(logits, targets, ignore_index=-100):
+    """Mean cross-entropy of softmax(logits) and its gradient, the NumPy way.
+
+    logits (N, V) float, targets (N,) integers (``ignore_index`` = no loss). With
+    L_i = logsumexp(z_i) - z_i[t_i] and n the number of counted rows:
+
+        loss = sum_i L_i / n,     dloss/dz_i = (softmax(z_i) - onehot(t_i)) / n  (0 if ignored)
+
+    When every row is ignored the loss is NaN (0 / 0, as PyTorch) and the gradient 0.
+    Cost: about 5 N V FLOPs (max, subtract, exp, sum, divide) and 5-6 passes over N V numbers.
+    """
+    counted = targets != ignore_index
+    n = int(counted.sum())
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    safe_targets = np.where(counted, targets, 0)
+    picked = np.take_along_axis(shifted, safe_targets[:, None], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = np.sum(np.where(counted[:, None], lse - picked, 0)) / n
+    grad = np.exp(shifted - lse)
+    grad[np.arange(len(targets)), safe_targets] -= 1
+    grad *= np.where(counted, 1.0 / max(n, 1), 0.0).astype(logits.dtype)[:, None]
+    return logits.dtype.type(loss), grad
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_rows(logits, targets, ignore_index, n, grad, row_loss):
+    rows, V = logits.shape
+    for i in prange(rows):
+        t = targets[i]
+        if t == ignore_index:
+            grad[i] = 0
+            row_loss[i] = 0
+            continue
+        m = -np.inf                                 # pass 1: running max and sum of exp
+        total = 0.0
+        for j in range(V):
+            z = logits[i, j]
+            if z > m:
+                total = total * math.exp(m - z) + 1.0
+                m = z
+            else:
+                total += math.exp(z - m)
+        lse = m + math.log(total)
+        row_loss[i] = lse - logits[i, t]
+        for j in range(V):                          # pass 2: the gradient
+            grad[i, j] = math.exp(logits[i, j] - lse) / n
+        grad[i, t] -= 1.0 / n
+
+
+def softmax_cross_entropy_numba(logits, targets, ignore_index=-100):
+    """Same as ``softmax_cross_entropy_reference``, fused: one read pass per row for the max
+    and the sum of exponentials (the online softmax), one write pass for the gradient.
+    Cost: about 4 N V FLOPs, 2 N V numbers read and N V written."""
+    logits = np.ascontiguousarray(logits)
+    targets = np.ascontiguousarray(targets, dtype=np.int64)
+    n = int(np.sum(targets != ignore_index))
+    grad = np.empty_like(logits)
+    row_loss = np.empty(len(targets), dtype=np.float64)
+    _softmax_cross_entropy_rows(logits, targets, ignore_index, max(n, 1), grad, row_loss)
+    loss = row_loss.sum() / n if n else np.nan
+    return logits.dtype.type(loss), grad
+
+
+def softmax_cross_entropy(logits, targets, ignore_index=-100):
+    """(mean loss, dloss/dlogits) on the current backend; see the reference."""
+    if _use_numba("softmax_cross_entropy"):
+        return softmax_cross_entropy_numba(logits, targets, ignore_index)
+    return softmax_cross_entropy_reference(logits, targets, ignore_index)
+
+
+# ----- layer norm ----------------------------------------------------------------------------
+def layer_norm_forward_reference(x, weight, bias, eps=1e-5):
+    """y = (x - mean) * rstd * weight + bias over the last axis, the NumPy way.
+
+    x (N, C); weight, bias (C,) or None. Returns y (N, C), mean (N,), rstd (N,) with
+    rstd = 1 / sqrt(var + eps) (biased variance). Cost: about 8 N C FLOPs.
+    """
+    mean = x.mean(axis=1)
+    var = ((x - mean[:, None]) ** 2).mean(axis=1)
+    rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    y = (x - mean[:, None]) * rstd[:, None]
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype, copy=False), mean, rstd
+
+
+def layer_norm_backward_reference(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight, grad_bias) of layer norm, the NumPy way.
+
+    With xhat = (x - mean) rstd and g = grad_y * weight:
+        grad_x = rstd (g - mean_C(g) - xhat mean_C(g xhat)),
+        grad_weight = sum_N grad_y xhat,   grad_bias = sum_N grad_y.
+    """
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    g = grad_y if weight is None else grad_y * weight
+    grad_x = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                              - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return grad_x.astype(x.dtype, copy=False), (grad_y * xhat).sum(axis=0), grad_y.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
+    N, C = x.shape
+    for i in prange(N):
+        total = 0.0
+        for j in range(C):
+            total += x[i, j]
+        mu = total / C
+        squares = 0.0
+        for j in range(C):
+            squares += (x[i, j] - mu) ** 2
+        r = 1.0 / math.sqrt(squares / C + eps)
+        for j in range(C):
+            y[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+        mean[i] = mu
+        rstd[i] = r
+
+
+ROWS_PER_CHUNK = 32     # layer norm backward: rows whose weight/bias gradients one task sums
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, partial_w, partial_b):
+    N, C = x.shape
+    chunks = partial_w.shape[0]
+    for chunk in prange(chunks):
+        for i in range(chunk * ROWS_PER_CHUNK, min((chunk + 1) * ROWS_PER_CHUNK, N)):
+            sum_g = 0.0
+            sum_g_xhat = 0.0
+            for j in range(C):
+                xhat = (x[i, j] - mean[i]) * rstd[i]
+                g = grad_y[i, j] * weight[j]
+                sum_g += g
+                sum_g_xhat += g * xhat
+                partial_w[chunk, j] += grad_y[i, j] * xhat
+                partial_b[chunk, j] += grad_y[i, j]
+            for j in range(C):
+                xhat = (x[i, j] - mean[i]) * rstd[i]
+                g = grad_y[i, j] * weight[j]
+                grad_x[i, j] = rstd[i] * (g - sum_g / C - xhat * sum_g_xhat / C)
+
+
+def layer_norm_forward_numba(x, weight, bias, eps=1e-5):
+    """Same as ``layer_norm_forward_reference``: per row, one pass for the mean, one for the
+    variance, one to write y. Cost: about 8 N C FLOPs, 3 N C numbers read, N C written."""
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    weight = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    bias = np.zeros(C, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    y = np.empty_like(x)
+    mean = np.empty(x.shape[0], x.dtype)
+    rstd = np.empty(x.shape[0], x.dtype)
+    _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd)
+    return y, mean, rstd
+
+
+def layer_norm_backward_numba(grad_y, x, mean, rstd, weight):
+    """Same as ``layer_norm_backward_reference``: two passes per row; the weight and bias
+    gradients are summed per chunk of ``ROWS_PER_CHUNK`` rows (so no two tasks write the same
+    number) and the chunks added at the end. Cost: about 12 N C FLOPs."""
+    x = np.ascontiguousarray(x)
+    grad_y = np.ascontiguousarray(grad_y, dtype=x.dtype)
+    N, C = x.shape
+    weight = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    chunks = (N + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK
+    partial_w = np.zeros((chunks, C), dtype=np.float64)
+    partial_b = np.zeros((chunks, C), dtype=np.float64)
+    grad_x = np.empty_like(x)
+    _layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, partial_w, partial_b)
+    return grad_x, partial_w.sum(axis=0).astype(x.dtype), partial_b.sum(axis=0).astype(x.dtype)
+
+
+def layer_norm_forward(x, weight, bias, eps=1e-5):
+    """(y, mean, rstd) on the current backend; see the reference."""
+    if _use_numba("layer_norm"):
+        return layer_norm_forward_numba(x, weight, bias, eps)
+    return layer_norm_forward_reference(x, weight, bias, eps)
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight, grad_bias) on the current backend; see the reference."""
+    if _use_numba("layer_norm"):
+        return layer_norm_backward_numba(grad_y, x, mean, rstd, weight)
+    return layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
+
+
+# ----- GELU ----------------------------------------------------------------------------------
+def gelu_forward_reference(x, approximate="none"):
+    """GELU(x) = x Phi(x), exact (``"none"``: Phi(x) = (1 + erf(x / sqrt 2)) / 2) or the
+    ``"tanh"`` approximation x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the NumPy way."""
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
+    from tinyllm.kernels.special import erf
+    return (0.5 * x * (1 + erf(x * x.dtype.type(_INV_SQRT_2)))).astype(x.dtype, copy=False)
+
+
+def gelu_backward_reference(grad_y, x, approximate="none"):
+    """dL/dx = dL/dy * GELU'(x): exact Phi(x) + x phi(x), phi the normal density; tanh form
+    (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(u)."""
+    if approximate == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return (grad_y * slope).astype(x.dtype, copy=False)
+    from tinyllm.kernels.special import erf
+    cdf = 0.5 * (1 + erf(x * x.dtype.type(_INV_SQRT_2)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return (grad_y * (cdf + x * pdf)).astype(x.dtype, copy=False)
+
+
+@njit(parallel=True, cache=True)
+def _gelu_forward_flat(x, tanh_form, y):
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            y[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
+        else:
+            y[i] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT_2))
+
+
+@njit(parallel=True, cache=True)
+def _gelu_backward_flat(grad_y, x, tanh_form, grad_x):
+    for i in prange(x.size):
+        v = x[i]
+        if tanh_form:
+            t = math.tanh(_SQRT_2_OVER_PI * (v + 0.044715 * v * v * v))
+            slope = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (
+                1.0 + 3 * 0.044715 * v * v)
+        else:
+            slope = (0.5 * (1.0 + math.erf(v * _INV_SQRT_2))
+                     + v * math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi))
+        grad_x[i] = grad_y[i] * slope
+
+
+def gelu_forward_numba(x, approximate="none"):
+    """Same as ``gelu_forward_reference``, one pass: read x, write y (NumPy makes ~6 passes).
+    Cost: about 10 FLOPs and one tanh or erf per element."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(flat)
+    _gelu_forward_flat(flat, approximate == "tanh", y)
+    return y.reshape(np.shape(x))
+
+
+def gelu_backward_numba(grad_y, x, approximate="none"):
+    """Same as ``gelu_backward_reference``, one pass over x and grad_y."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    grad_flat = np.ascontiguousarray(grad_y, dtype=flat.dtype).reshape(-1)
+    grad_x = np.empty_like(flat)
+    _gelu_backward_flat(grad_flat, flat, approximate == "tanh", grad_x)
+    return grad_x.reshape(np.shape(x))
+
+
+def gelu_forward(x, approximate="none"):
+    """GELU(x) on the current backend; see the reference."""
+    if _use_numba("gelu"):
+        return gelu_forward_numba(x, approximate)
+    return gelu_forward_reference(x, approximate)
+
+
+def gelu_backward(grad_y, x, approximate="none"):
+    """dL/dx of GELU on the current backend; see the reference."""
+    if _use_numba("gelu"):
+        return gelu_backward_numba(grad_y, x, approximate)
+    return gelu_backward_reference(grad_y, x, approximate)
+
+
+# ----- Adam / AdamW update -------------------------------------------------------------------
+def adam_update_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                          weight_decay=0.0, decoupled=False):
+    """One Adam (``decoupled=False``) or AdamW (``True``) step, in place on param, exp_avg (m)
+    and exp_avg_sq (v), the NumPy way (as ``torch.optim.Adam`` / ``AdamW``):
+
+        AdamW: p <- p (1 - lr wd)             Adam: g <- g + wd p
+        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
+        p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    ``step`` is t, counted from 1. Cost: about 15 FLOPs per element; NumPy makes ~10 passes
+    over the arrays.
+    """
+    if decoupled:
+        param *= 1 - lr * weight_decay
+    elif weight_decay:
+        grad = grad + weight_decay * param
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    m_hat = exp_avg / (1 - beta1 ** step)
+    v_hat = exp_avg_sq / (1 - beta2 ** step)
+    param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+@njit(parallel=True, cache=True)
+def _adam_flat(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, correction1,
+               correction2):
+    for i in prange(p.size):
+        gi = g[i]
+        if decoupled:
+            p[i] *= 1 - lr * weight_decay
+        else:
+            gi += weight_decay * p[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * gi
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+        p[i] -= lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
+
+
+def adam_update_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                      weight_decay=0.0, decoupled=False):
+    """Same as ``adam_update_reference`` in one pass: read p, g, m, v and write p, m, v once.
+    The arrays must be C-contiguous (they are updated in place through flat views)."""
+    flats = [a.reshape(-1) for a in (param, exp_avg, exp_avg_sq)]
+    for a, flat in zip((param, exp_avg, exp_avg_sq), flats):
+        if not np.shares_memory(a, flat):
+            raise ValueError("adam_update: param, exp_avg and exp_avg_sq must be contiguous "
+                             "arrays (updated in place), got shape %s" % (a.shape,))
+    g = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
+    _adam_flat(flats[0], g, flats[1], flats[2], lr, beta1, beta2, eps, weight_decay,
+               bool(decoupled), 1 - beta1 ** step, 1 - beta2 ** step)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                weight_decay=0.0, decoupled=False):
+    """One Adam/AdamW step in place on the current backend; see the reference."""
+    kernel = adam_update_numba if _use_numba("adam") else adam_update_reference
+    kernel(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+           decoupled)

@@ -1,0 +1,208 @@
+"""Using a trained model: a prompt in, text out; a text in, a probability out.
+
+``complete`` serves every model type a checkpoint can hold, so ``tinyllm generate`` and the
+server's ``POST /generate`` behave the same:
+
+- "gpt", "lstm": continue the prompt (sampling, greedy or beam search; ``sampling.py``);
+- "seq2seq": the prompt is the source sequence; the output is its greedy or beam decode;
+- "mlm": every ``<mask>`` in the prompt is replaced by the model's most likely token.
+
+``predict`` serves classifiers ("lstm_classifier"): the probability of the positive class.
+
+Prompts the model cannot read raise ``PromptError`` (a ValueError) with a message for the user:
+an empty prompt, characters a character-level tokenizer never saw (each named, with its code
+point), a source longer than a seq2seq model reads. A GPT prompt longer than the model's
+context is not an error: the model reads its last ``block_size`` tokens, as it does while
+generating, and ``complete`` reports that through its ``notice`` function.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyllm.data import CharTokenizer
+from tinyllm.training import sampling
+from tinyllm.training.evaluation import evaluating
+from tinyllm.training.model_types import LANGUAGE_MODELS
+
+MASK_TOKEN = "<mask>"
+
+
+class PromptError(ValueError):
+    """A prompt or text that the model cannot read."""
+
+
+@dataclass
+class GenerationOptions:
+    """How to decode: see ``tinyllm.training.sampling``. ``beam`` (a beam size) selects beam
+    search; ``temperature=0`` is greedy decoding; ``seed`` makes sampling repeatable."""
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_k: int = None
+    top_p: float = None
+    beam: int = None
+    repetition_penalty: float = 1.0
+    seed: int = None
+
+    def validate(self):
+        """Raise ValueError naming the first option out of its range."""
+        checks = [
+            ("max_new_tokens", self.max_new_tokens, _is_int(self.max_new_tokens)
+             and self.max_new_tokens >= 0, "an integer >= 0"),
+            ("temperature", self.temperature, _is_number(self.temperature)
+             and self.temperature >= 0, "a number >= 0 (0 is greedy decoding)"),
+            ("top_k", self.top_k, self.top_k is None or (_is_int(self.top_k) and self.top_k >= 1),
+             "an integer >= 1"),
+            ("top_p", self.top_p, self.top_p is None or (_is_number(self.top_p)
+                                                         and 0 < self.top_p <= 1), "in (0, 1]"),
+            ("beam", self.beam, self.beam is None or (_is_int(self.beam) and self.beam >= 1),
+             "an integer >= 1"),
+            ("repetition_penalty", self.repetition_penalty,
+             _is_number(self.repetition_penalty) and self.repetition_penalty > 0,
+             "a number > 0 (1 means no penalty)"),
+            ("seed", self.seed, self.seed is None or (_is_int(self.seed) and self.seed >= 0),
+             "an integer >= 0"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise ValueError("%s must be %s, got %r" % (name, expected, value))
+        return self
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool) and np.isfinite(value)
+
+
+def encode_prompt(tokenizer, text, allowed_special=()):
+    """The ids of ``text``; PromptError for an empty text or, with a character tokenizer,
+    for characters outside its vocabulary (all of them named)."""
+    if not isinstance(text, str):
+        raise PromptError("the prompt must be text, got %s" % type(text).__name__)
+    if text == "":
+        raise PromptError("the prompt is empty; give the model at least one character to "
+                          "continue")
+    if isinstance(tokenizer, CharTokenizer):
+        known = set(tokenizer.chars)
+        plain = text
+        for special in allowed_special:
+            plain = plain.replace(special, "")
+        unknown = sorted(set(plain) - known)
+        if unknown:
+            shown = ", ".join("%r (U+%04X)" % (c, ord(c)) for c in unknown[:10])
+            more = " and %d more" % (len(unknown) - 10) if len(unknown) > 10 else ""
+            raise PromptError("the prompt has %d character(s) that the model's tokenizer never "
+                              "saw: %s%s; its vocabulary holds the %d characters of its "
+                              "training text" % (len(unknown), shown, more, len(known)))
+    return tokenizer.encode(text, allowed_special=set(allowed_special))
+
+
+def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, notice=None):
+    """The model's output for ``prompt`` (see the module docstring), as a string.
+
+    For language models the string is the continuation only (the prompt not repeated).
+    on_text(piece) receives the output as it is produced (token by token when sampling; at
+    once for beam search and the other model types). notice(message) receives remarks such
+    as the cropping of a long prompt.
+    """
+    options = (options or GenerationOptions()).validate()
+    notice = notice or (lambda message: None)
+    if model_type in LANGUAGE_MODELS:
+        text = _continue(model, model_type, tokenizer, prompt, options, on_text, notice)
+        return text
+    if model_type == "seq2seq":
+        text = _translate(model, tokenizer, prompt, options)
+    elif model_type == "mlm":
+        text = _fill_masks(model, tokenizer, prompt)
+    else:
+        raise PromptError("a %r model does not generate text; use predict (POST /predict) for "
+                          "classifiers" % model_type)
+    if on_text is not None:
+        on_text(text)
+    return text
+
+
+def _continue(model, model_type, tokenizer, prompt, options, on_text, notice):
+    ids = encode_prompt(tokenizer, prompt)
+    block_size = getattr(getattr(model, "config", None), "block_size", None)
+    if model_type == "gpt" and len(ids) > block_size:
+        notice("the prompt is %d tokens long, longer than the model's context of %d: the model "
+               "reads only its last %d tokens" % (len(ids), block_size, block_size))
+    if options.beam is not None:
+        new = sampling.beam_search(model, ids, options.max_new_tokens, beam_size=options.beam,
+                                   repetition_penalty=options.repetition_penalty)
+        text = tokenizer.decode(new)
+        if on_text is not None:
+            on_text(text)
+        return text
+    stream = sampling.TextStream(tokenizer)
+    pieces = []
+
+    def on_token(token_id):
+        piece = stream.feed(token_id)
+        pieces.append(piece)
+        if on_text is not None and piece:
+            on_text(piece)
+
+    new = sampling.generate(model, ids, options.max_new_tokens, options.temperature,
+                            options.top_k, options.top_p, options.repetition_penalty,
+                            seed=options.seed, on_token=on_token)
+    tail = stream.flush()
+    if on_text is not None and tail:
+        on_text(tail)
+    return tokenizer.decode(new)
+
+
+def _translate(model, tokenizer, prompt, options):
+    """The decode of the source ``prompt``: its tokens after <bos>, up to <eos>."""
+    ids = encode_prompt(tokenizer, prompt)
+    if len(ids) > model.max_len:
+        raise PromptError("the source is %d tokens long, but this seq2seq model reads at most "
+                          "%d" % (len(ids), model.max_len))
+    src = np.array([ids], dtype=np.int64)
+    with evaluating(model):
+        if options.beam is not None:
+            row = model.beam_search(src, beam_size=options.beam).data[0]
+        else:
+            row = model.greedy_decode(src).data[0]
+    out = []
+    for i in row[1:]:
+        if i == model.eos_id:
+            break
+        if i not in (model.pad_id, model.bos_id):
+            out.append(int(i))
+    return tokenizer.decode(out)
+
+
+def _fill_masks(model, tokenizer, prompt):
+    """The prompt with each <mask> replaced by the model's most likely token."""
+    if MASK_TOKEN not in prompt:
+        raise PromptError("a masked language model fills in %s tokens: write the prompt with "
+                          "one or more of them, e.g. 'def f(x): ret%s x'" % (MASK_TOKEN,
+                                                                             MASK_TOKEN))
+    ids = encode_prompt(tokenizer, prompt, allowed_special=(MASK_TOKEN,))
+    if len(ids) > model.max_len:
+        raise PromptError("the prompt is %d tokens long, but this model reads at most %d"
+                          % (len(ids), model.max_len))
+    ids = np.array([ids], dtype=np.int64)
+    with evaluating(model):
+        logits, _ = model(ids)
+    masked = ids[0] == tokenizer.special_tokens[MASK_TOKEN]
+    filled = ids[0].copy()
+    filled[masked] = logits.data[0].argmax(-1)[masked]
+    return tokenizer.decode(filled)
+
+
+def predict(model, tokenizer, text):
+    """A classifier's output for ``text``: {"probability": p} for a binary classifier
+    (p = sigmoid(logit), the probability of class 1), {"probabilities": [...]} otherwise."""
+    ids = np.array([encode_prompt(tokenizer, text)], dtype=np.int64)
+    with evaluating(model):
+        probs = model.predict_proba(ids, mask=np.ones(ids.shape, dtype=bool)).data
+    if model.num_classes == 1:
+        return {"probability": float(probs[0])}
+    return {"probabilities": [float(p) for p in probs[0]]}

@@ -1,0 +1,37 @@
+"""The model types a checkpoint can hold, and how to build each from its saved arguments.
+
+A checkpoint stores a model type (a key below) and the keyword arguments of its constructor
+(JSON-ready), so loading is ``MODEL_BUILDERS[model_type](**model_args)`` followed by
+``load_state_dict``. This table is the one place that maps names to classes.
+"""
+
+from tinyllm.models import (GPT, GPTConfig, LSTMClassifier, LSTMLanguageModel, MLMEncoder,
+                            Seq2SeqTransformer)
+
+
+def _gpt(**args):
+    return GPT(GPTConfig(**args))
+
+
+MODEL_BUILDERS = {
+    "gpt": _gpt,                            # args: GPTConfig's fields
+    "lstm": LSTMLanguageModel,              # args: LSTMLanguageModel's keyword arguments
+    "mlm": MLMEncoder,
+    "seq2seq": Seq2SeqTransformer,
+    "lstm_classifier": LSTMClassifier,
+}
+
+# Models that continue a text token by token (``tinyllm generate``'s sampling options apply).
+LANGUAGE_MODELS = ("gpt", "lstm")
+
+
+def build_model(model_type, model_args):
+    """A freshly initialised model of ``model_type`` built from ``model_args`` (a dict)."""
+    if model_type not in MODEL_BUILDERS:
+        raise ValueError("unknown model type %r; known: %s"
+                         % (model_type, ", ".join(MODEL_BUILDERS)))
+    try:
+        return MODEL_BUILDERS[model_type](**model_args)
+    except TypeError as error:
+        raise ValueError("cannot build a %s model from the arguments %s: %s"
+                         % (model_type, model_args, error)) from None

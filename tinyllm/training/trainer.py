@@ -1,0 +1,343 @@
+"""The training loop: ``train(config)`` (the API) and the ``Trainer`` behind it.
+
+One step of training (``Trainer.train_step``), as in nanoGPT:
+
+    for each of grad_accum micro-batches:    loss_i = task.loss(model, batch_i)
+                                             (loss_i / grad_accum).backward()   grads add up
+    clip_grad_norm_(parameters, clip)        the update's length is capped
+    optimizer.step(); zero_grad()            AdamW, decaying only the matrices
+    scheduler.step()                         lr = warmup_cosine_lr(step, ...)
+
+Summing (1/k) grad(loss_i) over k micro-batches of b windows gives exactly the gradient of the
+mean loss over all k * b windows, so gradient accumulation trains with a k times larger batch
+in the memory of one micro-batch.
+
+Every ``eval_every`` steps (and at the last step) the loss on a fixed set of held-out batches
+is measured and a checkpoint is written (atomically; see ``checkpoint.py``) with the weights,
+the optimizer's moments, the config, the tokenizer, the step, the random generator's state and
+the loss history. A run resumed from it draws the same batches and dropout masks as the run
+that wrote it would have, so it produces the very same losses.
+
+A loss or gradient norm that is NaN or infinite stops training at once (``TrainingDiverged``):
+the step is not applied and the last checkpoint, written from finite weights, is left alone.
+"""
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tinyllm import random
+from tinyllm.kernels.backend import use_backend
+from tinyllm.nn.utils import clip_grad_norm_
+from tinyllm.optim import AdamW
+from tinyllm.optim.lr_scheduler import WarmupCosineLR
+from tinyllm.training.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint,
+                                         save_checkpoint)
+from tinyllm.training.config import TrainConfig
+from tinyllm.training.evaluation import evaluating, mean_loss
+from tinyllm.training.model_types import build_model
+from tinyllm.training.plotting import plot_losses
+from tinyllm.training.tasks import make_task
+
+PLOT_NAME = "loss.png"
+
+# Settings that may change when a run is resumed; any other change would make the saved
+# weights, optimizer state or data mean something else.
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batches", "sample_tokens", "backend", "out")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite; ``step`` is the step that
+    failed, ``checkpoint_step`` the step of the last good checkpoint (None if none)."""
+
+    def __init__(self, message, step, checkpoint_step):
+        super().__init__(message)
+        self.step, self.checkpoint_step = step, checkpoint_step
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns."""
+    model: object
+    tokenizer: object
+    config: TrainConfig
+    history: dict
+    step: int
+    train_loss: float               # mean training loss of the last (up to) 50 steps
+    val_loss: float                 # the last evaluation's validation loss
+    tokens_per_sec: float           # training tokens per second of training time
+    checkpoint_path: Path
+    plot_path: Path
+    samples: dict = field(default_factory=dict)     # "before" and "after" training
+
+
+def configure_optimizer(model, config):
+    """AdamW with nanoGPT's two groups: weight decay for parameters with 2 or more axes
+    (weight matrices, embeddings), none for biases and LayerNorm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    return AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+def empty_history():
+    """The loss history: per step and per evaluation."""
+    return {"step": [], "train_loss": [], "lr": [], "grad_norm": [], "val_step": [],
+            "val_loss": []}
+
+
+def check_resumable(config, checkpoint):
+    """Raise ValueError unless ``config`` continues the run saved in ``checkpoint``."""
+    if checkpoint.model_type != config.model:
+        raise CheckpointError("checkpoint %s holds a %r model, but --model %s was asked for "
+                              "(pass --model %s to resume it)"
+                              % (checkpoint.path, checkpoint.model_type, config.model,
+                                 checkpoint.model_type))
+    saved = checkpoint.config
+    for key, value in config.to_dict().items():
+        if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value:
+            raise ValueError("cannot resume %s with %s=%r: it was trained with %s=%r (only %s "
+                             "may change when resuming)"
+                             % (checkpoint.path, key, value, key, saved[key],
+                                ", ".join(RESUMABLE_CHANGES)))
+
+
+def _backend(name):
+    return use_backend(name) if name else contextlib.nullcontext()
+
+
+class Trainer:
+    """Trains the model of ``config`` (a ``TrainConfig``).
+
+    resume: None (a new run), True (the checkpoint in ``config.out``) or a checkpoint path.
+    progress: show the tqdm progress bar. log: a function of one string for messages (default
+    ``tqdm.write``, which keeps the bar intact). on_step: called as on_step(trainer) after
+    every step, its evaluation and its checkpoint.
+    """
+
+    def __init__(self, config=None, resume=None, progress=True, log=None, on_step=None):
+        self.config = config = config or TrainConfig()
+        self.log = log or tqdm.write
+        self.progress, self.on_step = progress, on_step
+        self.checkpoint_path = Path(config.out) / CHECKPOINT_NAME
+        self.plot_path = Path(config.out) / PLOT_NAME
+        checkpoint = None
+        if resume:
+            checkpoint = load_checkpoint(self.checkpoint_path if resume is True else resume)
+            check_resumable(config, checkpoint)
+        self.task = make_task(config, checkpoint.tokenizer if checkpoint else None)
+        self.tokenizer = self.task.tokenizer
+        random.manual_seed(config.seed)
+        self.model = build_model(self.task.model_type, self.task.model_args())
+        self.optimizer = configure_optimizer(self.model, config)
+        self.step = 0
+        self.history = empty_history()
+        self.checkpoint_step = None
+        self.train_seconds = 0.0            # time spent in train_step, this session
+        self.session_steps = 0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.scheduler = WarmupCosineLR(self.optimizer, config.warmup, config.steps,
+                                        config.min_lr, last_epoch=self.step - 1)
+
+    def _restore(self, checkpoint):
+        try:
+            self.model.load_state_dict(checkpoint.model_state)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointError("checkpoint %s does not fit this model: %s"
+                                  % (checkpoint.path, str(error).replace("\n", " "))) from None
+        self.step = self.checkpoint_step = checkpoint.step
+        self.history = {key: list(values) for key, values in checkpoint.history.items()}
+        random.set_rng_state(checkpoint.rng_state)
+
+    # ----- one step -----------------------------------------------------------------------
+    def accumulate_gradients(self, batches):
+        """Forward and backward over the micro-batches, adding (1/k) grad(loss_i) into the
+        parameters' .grad; returns the mean loss. A NaN/inf loss raises TrainingDiverged."""
+        total = 0.0
+        for batch in batches:
+            loss = self.task.loss(self.model, batch)
+            value = float(loss.data)
+            if not math.isfinite(value):
+                self._diverged("the loss is %s" % value)
+            (loss / len(batches)).backward()
+            total += value / len(batches)
+        return total
+
+    def train_step(self):
+        """One optimizer update (see the module docstring); returns (loss, grad norm)."""
+        batches = [self.task.train_batch() for _ in range(self.config.grad_accum)]
+        loss = self.accumulate_gradients(batches)
+        max_norm = self.config.clip if self.config.clip > 0 else math.inf
+        norm = float(clip_grad_norm_(self.model.parameters(), max_norm).data)
+        if not math.isfinite(norm):
+            self._diverged("the gradient norm is %s" % norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        self.history["step"].append(self.step)
+        self.history["train_loss"].append(loss)
+        self.history["lr"].append(self.optimizer.param_groups[0]["lr"])
+        self.history["grad_norm"].append(norm)
+        self.scheduler.step()
+        return loss, norm
+
+    def _diverged(self, what):
+        self.optimizer.zero_grad()
+        if self.checkpoint_step is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            kept = "the last good checkpoint (step %d) is kept in %s" % (self.checkpoint_step,
+                                                                       self.checkpoint_path)
+        raise TrainingDiverged("training stopped at step %d: %s; %s. Try a smaller --lr or "
+                               "more --warmup." % (self.step + 1, what, kept),
+                               self.step + 1, self.checkpoint_step)
+
+    # ----- evaluation and checkpoints -----------------------------------------------------
+    def evaluate(self):
+        """Mean loss over the task's fixed validation batches (eval mode, no gradients)."""
+        with evaluating(self.model):
+            return mean_loss(lambda batch: self.task.loss(self.model, batch),
+                             self.task.val_batches())
+
+    def record_evaluation(self):
+        val_loss = self.evaluate()
+        if not math.isfinite(val_loss):
+            self._diverged("the validation loss is %s" % val_loss)
+        self.history["val_step"].append(self.step)
+        self.history["val_loss"].append(val_loss)
+        return val_loss
+
+    def save(self):
+        """Write the checkpoint (only from finite weights) and remember its step."""
+        if not all(np.isfinite(p.data).all() for p in self.model.parameters()):
+            self._diverged("some weights are NaN or infinite")
+        save_checkpoint(self.checkpoint_path, self.model, self.task.model_type,
+                        self.task.model_args(), tokenizer=self.tokenizer,
+                        optimizer=self.optimizer, config=self.config.to_dict(), step=self.step,
+                        rng_state=random.get_rng_state(), history=self.history)
+        self.checkpoint_step = self.step
+
+    def sample(self):
+        """The task's sample text, drawn with a generator of its own (seeded by the config's
+        seed), so printing samples never changes the training run."""
+        generator = np.random.default_rng(self.config.seed)
+        return self.task.sample(self.model, generator, self.config.sample_tokens)
+
+    # ----- the loop -----------------------------------------------------------------------
+    def run(self):
+        """Train up to ``config.steps``; returns a ``TrainResult``."""
+        c = self.config
+        with _backend(c.backend):
+            samples = {}
+            self.log(self.describe())
+            if self.step == 0 and self.checkpoint_path.exists():
+                self.log("note: %s exists and will be overwritten (pass --resume to continue "
+                         "it instead)" % self.checkpoint_path)
+            if c.sample_tokens:
+                samples["before"] = self.sample()
+                self.log("---- sample at step %d ----\n%s\n----" % (self.step, samples["before"]))
+            if self.step == 0:
+                self.log("step 0: val loss %.4f" % self.record_evaluation())
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                self.log("interrupted at step %d; %s" % (self.step, self._resume_hint()))
+                raise
+            finally:
+                if self.history["step"] or self.history["val_step"]:
+                    plot_losses(self.history, self.plot_path, title=self._title())
+            if c.sample_tokens:
+                samples["after"] = self.sample()
+                self.log("---- sample at step %d ----\n%s\n----" % (self.step, samples["after"]))
+        result = TrainResult(
+            model=self.model, tokenizer=self.tokenizer, config=c, history=self.history,
+            step=self.step, train_loss=float(np.mean(self.history["train_loss"][-50:]))
+            if self.history["train_loss"] else math.nan,
+            val_loss=self.history["val_loss"][-1] if self.history["val_loss"] else math.nan,
+            tokens_per_sec=self.tokens_per_sec(), checkpoint_path=self.checkpoint_path,
+            plot_path=self.plot_path, samples=samples)
+        self.log("done: step %d, train loss %.4f, val loss %.4f, %.0f tokens/s; checkpoint %s, "
+                 "loss curve %s" % (result.step, result.train_loss, result.val_loss,
+                                    result.tokens_per_sec, self.checkpoint_path, self.plot_path))
+        return result
+
+    def _loop(self):
+        c = self.config
+        bar = tqdm(total=c.steps, initial=self.step, disable=not self.progress, unit="step",
+                   desc=c.model, dynamic_ncols=True)
+        tokens_per_sec = None
+        try:
+            while self.step < c.steps:
+                started = time.perf_counter()
+                loss, _ = self.train_step()
+                seconds = time.perf_counter() - started
+                self.train_seconds += seconds
+                self.session_steps += 1
+                rate = c.tokens_per_step / seconds
+                tokens_per_sec = rate if tokens_per_sec is None else \
+                    0.9 * tokens_per_sec + 0.1 * rate
+                bar.update(1)
+                bar.set_postfix(loss="%.4f" % loss, tok_s="%.0f" % tokens_per_sec,
+                                lr="%.2e" % self.history["lr"][-1])
+                if self.step % c.eval_every == 0 or self.step == c.steps:
+                    val_loss = self.record_evaluation()
+                    self.save()
+                    self.log("step %d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s; "
+                             "saved %s" % (self.step, loss, val_loss, self.history["lr"][-1],
+                                           tokens_per_sec, self.checkpoint_path))
+                if self.on_step is not None:
+                    self.on_step(self)
+        finally:
+            bar.close()
+
+    def tokens_per_sec(self):
+        """Training tokens per second over the steps this session ran (evaluations,
+        checkpoints and samples not counted)."""
+        if not self.session_steps:
+            return 0.0
+        return self.session_steps * self.config.tokens_per_step / self.train_seconds
+
+    def describe(self):
+        c = self.config
+        return ("training %s: %s parameters, vocabulary of %d (%s tokenizer), corpus %s, "
+                "%d steps of %d tokens, lr %g (warm-up %d, cosine to %g)%s"
+                % (c.model, format(self.model.num_parameters(), ","), self.tokenizer.vocab_size,
+                   c.tokenizer if c.model != "seq2seq" else "digit", c.corpus
+                   if c.model != "seq2seq" else "(synthetic digit strings)", c.steps,
+                   c.tokens_per_step, c.lr, c.warmup, c.min_lr,
+                   "; resuming from step %d" % self.step if self.step else ""))
+
+    def _title(self):
+        c = self.config
+        return "%s, %d layers, %d wide, %s corpus" % (c.model, c.n_layer, c.n_embd,
+                                                      c.corpus if c.model != "seq2seq"
+                                                      else "digit-reversal")
+
+    def _resume_hint(self):
+        if self.checkpoint_step is None:
+            return "no checkpoint was written yet"
+        return ("the last checkpoint (step %d) is %s; continue with: tinyllm train --resume "
+                "--out %s" % (self.checkpoint_step, self.checkpoint_path, self.config.out))
+
+
+def train(config=None, resume=None, progress=True, log=None, on_step=None, **settings):
+    """Train a model and return a ``TrainResult`` (model, tokenizer, history, losses, paths).
+
+        from tinyllm.training import train
+        result = train(steps=200, n_layer=2, out="out/small")     # settings of TrainConfig
+        result.val_loss, result.samples["after"]
+
+    config: a ``TrainConfig`` (default: the defaults), updated by ``settings``. resume: True to
+    continue the checkpoint in ``config.out``, or a checkpoint path. See ``Trainer``.
+    """
+    config = TrainConfig(**settings) if config is None else replace(config, **settings)
+    trainer = Trainer(config, resume=resume, progress=progress, log=log, on_step=on_step)
+    return trainer.run()
