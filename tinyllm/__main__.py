@@ -1,28 +1,17 @@
-"""The ``tinyllm`` command (also ``python -m tinyllm``).
+"""``python -m tinyllm`` and the ``tinyllm`` console script: see ``tinyllm.cli``.
 
-    tinyllm            the demonstration (same as ``tinyllm demo``)
+    tinyllm            help, and a hint where to start
+    tinyllm train      train a small GPT on Python's pydoc topics (and more: tinyllm train -h)
     tinyllm demo       train a small network by gradient descent, check its gradients, plot
 """
 
-import argparse
 import sys
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="tinyllm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="train a small network and check its gradients")
-    demo.add_argument("--steps", type=int, default=2000, help="gradient descent steps")
-    demo.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    demo.add_argument("--out", default=".", help="folder for the loss plot")
-    args = parser.parse_args(argv)
-
-    if args.command in (None, "demo"):
-        from tinyllm import demo as demo_module
-        demo_module.run(steps=getattr(args, "steps", 2000), lr=getattr(args, "lr", 0.1),
-                        out_dir=getattr(args, "out", "."))
-    return 0
+    """The exit status of the ``tinyllm`` command run with ``argv`` (default: sys.argv[1:])."""
+    from tinyllm.cli import main as cli_main
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def show_exercise(name, out):
     print("%s (chapter %d, %s): %s\n" % (exercise.name, exercise.chapter, exercise.chapter_file,
                                          exercise.title), file=out)
     print(exercise.task + "\n", file=out)
+    print("Write: %s (the stub: %s)" % (exercise.entry, exercise.stub_path.name), file=out)
     print("Start from the stub:  python -m tinyllm.exercises stub %s > my_%s.py"
           % (name, name), file=out)
     print("Check your solution:  python -m tinyllm.exercises check %s my_%s.py" % (name, name),

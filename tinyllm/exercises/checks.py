@@ -150,11 +150,6 @@ def compare(got, expected, atol=VALUE_ATOL, rtol=VALUE_RTOL, label=None, hint=No
     return compare_all([(label, got, expected)], atol, rtol, hint)
 
 
-def expect(condition, failure):
-    """An Outcome for a yes/no property (no numbers to compare)."""
-    return Outcome(True, "ok") if condition else Outcome(False, failure)
-
-
 # ----- gradients -------------------------------------------------------------------------------
 def _as_tuple(x):
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
@@ -274,7 +269,7 @@ def run_check(check, solution, path):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             outcome = check(solution)
-    except Exception as error:      # the solution's bug is the check's result, not a crash
+    except (Exception, SystemExit) as error:    # the solution's bug is the check's result
         return Outcome(False, describe_error(error, path))
     if not isinstance(outcome, Outcome):
         raise TypeError("check %s returned %r, not an Outcome" % (check.__name__, outcome))
@@ -293,7 +288,7 @@ def check_solution(exercise, path, out=None):
             solution = load_solution(path)
     except UsageError:
         raise
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         print("FAIL load  the file could not be imported: %s"
               % describe_error(error, path), file=out)
         print("0 passed, 1 failed", file=out)

@@ -14,6 +14,7 @@ read and written as JSON (the .ipynb format), so no extra package is needed.
 """
 
 import json
+import re
 from pathlib import Path
 
 from tinyllm.exercises.checks import UsageError
@@ -31,14 +32,23 @@ def is_solution(cell):
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def _source(cell):
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
 def exercise_names(cell, notebook_path):
-    """The exercise a solution cell belongs to: its metadata, else its chapter's exercises."""
+    """The exercise a solution cell belongs to: the cell's metadata "exercise" if given, else
+    the exercise of the notebook's chapter whose class or function the cell defines, else
+    all the chapter's exercises ("softmax or attention")."""
     name = cell.get("metadata", {}).get("exercise")
     if name:
         return name
     prefix = Path(notebook_path).name.split("-")[0]
-    names = [e.name for e in exercises_of_chapter(int(prefix))] if prefix.isdigit() else []
-    return " or ".join(names)
+    exercises = exercises_of_chapter(int(prefix)) if prefix.isdigit() else []
+    defined = [e for e in exercises
+               if re.search(r"^\s*(class|def)\s+%s\b" % e.entry, _source(cell), re.MULTILINE)]
+    return " or ".join(e.name for e in (defined or exercises))
 
 
 def placeholder(cell, notebook_path):

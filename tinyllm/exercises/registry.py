@@ -39,6 +39,7 @@ class Exercise:
     name: str
     chapter: int
     title: str
+    entry: str          # the class or function the solution file must define
     task: str           # one paragraph, printed by ``show``
     checks: tuple       # ((check name, check function), ...)
 
@@ -192,7 +193,7 @@ def _adam_trajectories(adam_step, optimizer_class, decoupled, steps=20):
         param.grad = gradient(param.data)
         optimizer.step()
         state = optimizer.state[param]
-        got.append((p, m, v))
+        got.append((p.copy(), m.copy(), v.copy()))      # the next call may change them
         expected.append((param.data.copy(), state["exp_avg"].copy(),
                          state["exp_avg_sq"].copy()))
     return [("%s (step - 1, element)" % name, np.array([g[k] for g in got]),
@@ -676,7 +677,7 @@ def _random_corpus(seed, sentences=6, vocabulary="abcd"):
     r = rng(seed)
     hypotheses, references = [], []
     for _ in range(sentences):
-        refs = [list(r.choice(list(vocabulary), size=r.integers(6, 12)))
+        refs = [[str(w) for w in r.choice(list(vocabulary), size=r.integers(6, 12))]
                 for _ in range(r.integers(1, 3))]
         hyp = [w if r.random() < 0.8 else str(r.choice(list(vocabulary))) for w in refs[0]]
         hypotheses.append(hyp[:len(hyp) - int(r.integers(0, 3))])
@@ -698,6 +699,7 @@ def bleu_matches_training(solution):
 # ----- the table --------------------------------------------------------------------------------
 EXERCISES = {e.name: e for e in [
     Exercise("softmax_cross_entropy", 2, "Softmax cross-entropy as one Function",
+             "SoftmaxCrossEntropy",
              "Implement SoftmaxCrossEntropy, a tinyllm.autograd.Function whose forward takes "
              "logits z (N, C) and integer targets y (N,) and returns the mean cross-entropy "
              "-(1/N) sum_n log softmax(z_n)[y_n], computed stably (subtract each row's max), and "
@@ -708,6 +710,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_F.cross_entropy", sce_backward),
               ("gradcheck_logits", sce_gradcheck))),
     Exercise("binary_cross_entropy", 2, "Binary cross-entropy and its gradient",
+             "BinaryCrossEntropy",
              "Implement BinaryCrossEntropy, a Function whose forward takes probabilities yhat "
              "and targets y of the same shape and returns the mean of "
              "-[y log yhat + (1 - y) log(1 - yhat)] (for y = 1, yhat = 0.9 that is "
@@ -718,6 +721,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_F.binary_cross_entropy", bce_backward),
               ("gradcheck_probabilities", bce_gradcheck))),
     Exercise("adam_step", 3, "One step of Adam and AdamW",
+             "adam_step",
              "Implement adam_step(param, grad, m, v, t, lr, betas, eps, weight_decay, "
              "decoupled) on NumPy arrays, returning (new_param, new_m, new_v): the running "
              "moments m and v, their bias correction by 1 - beta^t, and the update "
@@ -729,6 +733,7 @@ EXERCISES = {e.name: e for e in [
               ("matches_optim.Adam_with_L2_for_20_steps", adam_matches_adam),
               ("leaves_its_arguments_unchanged", adam_leaves_arguments))),
     Exercise("mlp_backward", 4, "A two-layer network's gradients by hand",
+             "mlp_forward_backward",
              "Implement mlp_forward_backward(x, W1, b1, W2, b2, y) for the network "
              "yhat = tanh(x W1 + b1) W2 + b2 with loss L = mean((yhat - y)^2), in NumPy only: "
              "return the loss and a dict of dL/dW1, dL/db1, dL/dW2, dL/db2 derived by hand "
@@ -738,6 +743,7 @@ EXERCISES = {e.name: e for e in [
               ("gradients_match_autograd", mlp_grads_autograd),
               ("gradients_match_central_differences", mlp_grads_numerical))),
     Exercise("embedding", 5, "Embedding lookup and its scatter-add gradient",
+             "EmbeddingLookup",
              "Implement EmbeddingLookup, a Function whose forward takes a table W (V, D) and "
              "integer ids of any shape and returns W[ids] (..., D), and whose backward "
              "scatter-adds the upstream gradient into the rows that were looked up, so that an "
@@ -746,6 +752,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_adds_repeated_ids", embedding_repeated_ids),
               ("gradcheck_weight", embedding_gradcheck))),
     Exercise("softmax", 6, "Softmax and its Jacobian",
+             "Softmax",
              "Implement Softmax, a Function computing softmax along the last axis (stably: "
              "subtract the max), whose backward applies the softmax Jacobian without building "
              "it: dx = y * (g - sum(g * y, last axis)).",
@@ -754,6 +761,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_F.softmax", softmax_backward),
               ("gradcheck_x", softmax_gradcheck))),
     Exercise("attention", 6, "Scaled dot-product attention, backward by hand",
+             "Attention",
              "Implement Attention, a Function whose forward computes single-head attention "
              "O = softmax(Q K^T / sqrt(d) + M) V for q (T, d) or (B, T, d), optionally causal, "
              "and whose backward is written by hand: dV = P^T dO, dP = dO V^T, "
@@ -764,6 +772,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_autograd", attention_backward),
               ("gradcheck_q_k_v", attention_gradcheck))),
     Exercise("lstm_cell", 7, "One LSTM step, forward and backward",
+             "LSTMCellStep",
              "Implement LSTMCellStep, a Function whose forward takes x (B, I), h and c (B, H), "
              "W_ih (4H, I), W_hh (4H, H) and b (4H,) and returns (h', c') of an LSTM step with "
              "the gates i, f, g, o stacked in PyTorch's order, and whose backward, given "
@@ -773,6 +782,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_autograd", lstm_backward),
               ("gradcheck_all_inputs", lstm_gradcheck))),
     Exercise("layer_norm", 8, "Layer normalisation, backward by hand",
+             "LayerNorm",
              "Implement LayerNorm, a Function normalising x (..., D) over its last axis "
              "(biased variance, eps inside the square root) and applying gamma and beta (D,), "
              "with the hand-derived backward dx = (1/sigma)(g - mean(g) - xhat mean(g xhat)) "
@@ -781,6 +791,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_autograd", layer_norm_backward),
               ("gradcheck_x_gamma_beta", layer_norm_gradcheck))),
     Exercise("top_p_filter", 9, "Nucleus (top-p) filtering",
+             "top_p_filter",
              "Implement top_p_filter(logits, p) for logits (V,): keep the smallest set of the "
              "most probable tokens whose probabilities sum to at least p (plus any token tied "
              "with the last one kept; p = 1 keeps all), and set every other logit to -inf.",
@@ -790,6 +801,7 @@ EXERCISES = {e.name: e for e in [
               ("tiny_p_keeps_the_argmax", top_p_tiny_p_keeps_argmax),
               ("matches_models.sampling.top_p_filter", top_p_matches_sampling))),
     Exercise("distillation_kl", 10, "Knowledge distillation with temperature",
+             "DistillationKL",
              "Implement DistillationKL, a Function of student logits s and teacher logits t "
              "(N, C) and a temperature T returning T^2 / N sum_n KL(softmax(t_n/T) || "
              "softmax(s_n/T)), with the gradient dL/ds = T (softmax(s/T) - softmax(t/T)) / N "
@@ -798,6 +810,7 @@ EXERCISES = {e.name: e for e in [
               ("backward_matches_F.distillation_loss", distillation_backward),
               ("gradcheck_student_logits", distillation_gradcheck))),
     Exercise("online_softmax", 11, "Online softmax, the FlashAttention trick",
+             "online_softmax",
              "Implement online_softmax(x, block) for x (T,): one sweep over blocks of x keeps "
              "a running max m and a running sum l of exp(x - m), rescaling l by exp(m_old - "
              "m_new) whenever the max grows; a second sweep writes exp(x - m) / l block by "
@@ -806,6 +819,7 @@ EXERCISES = {e.name: e for e in [
               ("stable_for_large_values", online_large_values),
               ("handles_masked_entries", online_masked_entries))),
     Exercise("bleu", 12, "Corpus BLEU",
+             "corpus_bleu",
              "Implement corpus_bleu(hypotheses, references, max_n=4): modified n-gram "
              "precisions with counts clipped by the references and pooled over the corpus, "
              "their geometric mean, and the brevity penalty exp(1 - r/c) when the hypotheses "

@@ -340,11 +340,12 @@ def adam_update_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, 
                       weight_decay=0.0, decoupled=False):
     """Same as ``adam_update_reference`` in one pass: read p, g, m, v and write p, m, v once.
     The arrays must be C-contiguous (they are updated in place through flat views)."""
-    flats = [a.reshape(-1) for a in (param, exp_avg, exp_avg_sq)]
-    for a, flat in zip((param, exp_avg, exp_avg_sq), flats):
-        if not np.shares_memory(a, flat):
-            raise ValueError("adam_update: param, exp_avg and exp_avg_sq must be contiguous "
-                             "arrays (updated in place), got shape %s" % (a.shape,))
+    for a in (param, exp_avg, exp_avg_sq):
+        if not a.flags.c_contiguous:
+            raise ValueError("adam_update: param, exp_avg and exp_avg_sq must be C-contiguous "
+                             "arrays (updated in place), got one of shape %s with strides %s"
+                             % (a.shape, a.strides))
+    flats = [a.reshape(-1) for a in (param, exp_avg, exp_avg_sq)]      # views, not copies
     g = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
     _adam_flat(flats[0], g, flats[1], flats[2], lr, beta1, beta2, eps, weight_decay,
                bool(decoupled), 1 - beta1 ** step, 1 - beta2 ** step)

@@ -12,6 +12,8 @@ resumed run continues with exactly the settings it started with.
 
 from dataclasses import asdict, dataclass, fields
 
+from tinyllm.kernels.backend import BACKENDS
+
 MODEL_TYPES = ("gpt", "lstm", "mlm", "seq2seq")
 TOKENIZERS = ("char", "bpe")
 
@@ -102,6 +104,9 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError("%s must lie in [0, 1), got %r" % (name, getattr(self, name)))
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError("unknown backend %r; choose one of %s"
+                             % (self.backend, ", ".join(BACKENDS)))
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError("seed must be a non-negative integer, got %r" % (self.seed,))
 

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyllm import random
-from tinyllm.kernels.backend import use_backend
+from tinyllm.kernels.backend import NO_GPU_MESSAGE, cuda_available, use_backend
 from tinyllm.nn.utils import clip_grad_norm_
 from tinyllm.optim import AdamW
 from tinyllm.optim.lr_scheduler import WarmupCosineLR
@@ -108,8 +108,17 @@ def check_resumable(config, checkpoint):
                                 ", ".join(RESUMABLE_CHANGES)))
 
 
-def _backend(name):
-    return use_backend(name) if name else contextlib.nullcontext()
+@contextlib.contextmanager
+def backend_context(name):
+    """Run the block on kernel backend ``name`` (None: keep the current one). A backend that
+    cannot run here (cuda without a GPU) is a ValueError, like any other bad setting."""
+    if name is None:
+        yield
+        return
+    if name == "cuda" and not cuda_available():
+        raise ValueError("backend cuda: %s" % NO_GPU_MESSAGE)
+    with use_backend(name):
+        yield
 
 
 class Trainer:
@@ -166,7 +175,7 @@ class Trainer:
             loss = self.task.loss(self.model, batch)
             value = float(loss.data)
             if not math.isfinite(value):
-                self._diverged("the loss is %s" % value)
+                self._diverged(self.step + 1, "the loss is %s" % value)
             (loss / len(batches)).backward()
             total += value / len(batches)
         return total
@@ -178,7 +187,7 @@ class Trainer:
         max_norm = self.config.clip if self.config.clip > 0 else math.inf
         norm = float(clip_grad_norm_(self.model.parameters(), max_norm).data)
         if not math.isfinite(norm):
-            self._diverged("the gradient norm is %s" % norm)
+            self._diverged(self.step + 1, "the gradient norm is %s" % norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.step += 1
@@ -189,7 +198,8 @@ class Trainer:
         self.scheduler.step()
         return loss, norm
 
-    def _diverged(self, what):
+    def _diverged(self, step, what):
+        """Raise TrainingDiverged for ``step``, naming the checkpoint that is kept."""
         self.optimizer.zero_grad()
         if self.checkpoint_step is None:
             kept = "no checkpoint had been written yet"
@@ -197,8 +207,7 @@ class Trainer:
             kept = "the last good checkpoint (step %d) is kept in %s" % (self.checkpoint_step,
                                                                        self.checkpoint_path)
         raise TrainingDiverged("training stopped at step %d: %s; %s. Try a smaller --lr or "
-                               "more --warmup." % (self.step + 1, what, kept),
-                               self.step + 1, self.checkpoint_step)
+                               "more --warmup." % (step, what, kept), step, self.checkpoint_step)
 
     # ----- evaluation and checkpoints -----------------------------------------------------
     def evaluate(self):
@@ -210,7 +219,7 @@ class Trainer:
     def record_evaluation(self):
         val_loss = self.evaluate()
         if not math.isfinite(val_loss):
-            self._diverged("the validation loss is %s" % val_loss)
+            self._diverged(self.step, "the validation loss after it is %s" % val_loss)
         self.history["val_step"].append(self.step)
         self.history["val_loss"].append(val_loss)
         return val_loss
@@ -218,7 +227,7 @@ class Trainer:
     def save(self):
         """Write the checkpoint (only from finite weights) and remember its step."""
         if not all(np.isfinite(p.data).all() for p in self.model.parameters()):
-            self._diverged("some weights are NaN or infinite")
+            self._diverged(self.step, "some weights became NaN or infinite")
         save_checkpoint(self.checkpoint_path, self.model, self.task.model_type,
                         self.task.model_args(), tokenizer=self.tokenizer,
                         optimizer=self.optimizer, config=self.config.to_dict(), step=self.step,
@@ -235,7 +244,7 @@ class Trainer:
     def run(self):
         """Train up to ``config.steps``; returns a ``TrainResult``."""
         c = self.config
-        with _backend(c.backend):
+        with backend_context(c.backend):
             samples = {}
             self.log(self.describe())
             if self.step == 0 and self.checkpoint_path.exists():

@@ -1,0 +1,342 @@
+"""The ``tinyllm`` command line (also ``python -m tinyllm``).
+
+    tinyllm train      train a model (no options: a small GPT on Python's pydoc topics, ~3 min)
+    tinyllm generate   sample text from a checkpoint
+    tinyllm eval       loss, perplexity, bits per character (BLEU for seq2seq) of a checkpoint
+    tinyllm serve      a JSON-over-HTTP endpoint for a checkpoint (127.0.0.1:8000)
+    tinyllm bench      run the benchmarks in benchmarks/
+    tinyllm demo       the autograd engine at work: a small network, its gradients checked
+
+Mistakes in what is asked (a missing or empty corpus, a corrupt checkpoint, a prompt with
+characters the model never saw, an option out of range) print one line,
+``tinyllm COMMAND: error: ...``, on stderr and exit with status 2, as argparse does for
+unknown options. A training run whose loss becomes NaN stops the same way, keeping its last
+good checkpoint.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+from tinyllm.kernels.backend import BACKENDS
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+HINT = "Start with `tinyllm train` (a small GPT on Python's own docs, about 3 minutes on a laptop)."
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+# ----- train --------------------------------------------------------------------------------
+# (option, TrainConfig field, type, help); defaults come from TrainConfig itself.
+TRAIN_OPTIONS = [
+    ("--model", "model", str, "gpt, lstm, mlm (masked tokens, BERT-style) or seq2seq "
+                              "(reverse digit strings, with BLEU)"),
+    ("--corpus", "corpus", str, "pydoc, stdlib, or a UTF-8 text file or folder"),
+    ("--tokenizer", "tokenizer", str, "char or bpe (byte-level BPE trained on the corpus)"),
+    ("--vocab-size", "vocab_size", int, "BPE vocabulary size"),
+    ("--n-layer", "n_layer", int, "layers"),
+    ("--n-head", "n_head", int, "attention heads"),
+    ("--n-embd", "n_embd", int, "features per token (LSTM: embedding and hidden size)"),
+    ("--block-size", "block_size", int, "tokens per window (context length)"),
+    ("--batch-size", "batch_size", int, "windows per micro-batch"),
+    ("--dropout", "dropout", float, "dropout probability"),
+    ("--steps", "steps", int, "optimizer steps"),
+    ("--lr", "lr", float, "peak learning rate"),
+    ("--min-lr", "min_lr", float, "learning rate at the end of the cosine decay"),
+    ("--warmup", "warmup", int, "linear warm-up steps"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay of the weight matrices"),
+    ("--clip", "clip", float, "max gradient norm (0: no clipping)"),
+    ("--grad-accum", "grad_accum", int, "micro-batches per optimizer step"),
+    ("--eval-every", "eval_every", int, "evaluate and checkpoint every N steps"),
+    ("--eval-batches", "eval_batches", int, "validation batches per evaluation"),
+    ("--sample-tokens", "sample_tokens", int, "length of the samples printed before and "
+                                              "after training (0: none)"),
+    ("--seed", "seed", int, "random seed"),
+    ("--backend", "backend", str, "kernels: %s" % ", ".join(BACKENDS)),
+    ("--out", "out", str, "output folder (checkpoint ckpt.npz, loss curve loss.png)"),
+]
+DERIVED_DEFAULTS = {"warmup": "min(100, steps // 10)", "min_lr": "lr / 10",
+                    "backend": "the current one, auto unless TINYLLM_BACKEND is set"}
+
+
+def add_train_parser(commands):
+    from tinyllm.training.config import MODEL_TYPES, TOKENIZERS, TrainConfig
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    parser = commands.add_parser(
+        "train", help="train a model (no options: a small GPT on Python's pydoc topics)",
+        description="Train a model. With no options: nanoGPT's small CPU configuration (4 "
+                    "layers, 4 heads, 128 features, context 64) on Python's pydoc topics with "
+                    "a character tokenizer; prints a sample before and after training and "
+                    "writes out/ckpt.npz and out/loss.png.")
+    choices = {"model": MODEL_TYPES, "tokenizer": TOKENIZERS, "backend": BACKENDS}
+    for option, name, kind, text in TRAIN_OPTIONS:
+        default = DERIVED_DEFAULTS.get(name, defaults[name])
+        parser.add_argument(option, dest=name, type=kind, default=argparse.SUPPRESS,
+                            choices=choices.get(name), metavar=name.upper(),
+                            help="%s (default: %s)" % (text, default))
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                        help="continue a saved run (default checkpoint: OUT/ckpt.npz); only "
+                             "--steps, --eval-every, --eval-batches, --sample-tokens, --backend "
+                             "may change")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args):
+    from tinyllm.training import TrainConfig, load_checkpoint, train
+    from tinyllm.training.checkpoint import CHECKPOINT_NAME
+    settings = {name: getattr(args, name) for _, name, _, _ in TRAIN_OPTIONS
+                if hasattr(args, name)}
+    resume = args.resume
+    if resume:
+        if resume is True:
+            resume = Path(settings.get("out", TrainConfig.out)) / CHECKPOINT_NAME
+        saved = load_checkpoint(resume).config
+        if not saved:
+            raise ValueError("checkpoint %s holds no training config, so it cannot be resumed"
+                             % resume)
+        config = TrainConfig.from_dict({**saved, **settings})
+    else:
+        config = TrainConfig(**settings)
+    train(config, resume=resume, progress=not args.no_progress)
+    return 0
+
+
+# ----- generate -----------------------------------------------------------------------------
+def add_generate_parser(commands):
+    parser = commands.add_parser(
+        "generate", help="sample text from a checkpoint",
+        description="Continue a prompt with a trained model (gpt, lstm); decode a source "
+                    "string (seq2seq); fill in <mask> tokens (mlm). A prompt longer than a "
+                    "GPT's context is cropped to its last block_size tokens, with a note.")
+    parser.add_argument("--checkpoint", default="out/ckpt.npz",
+                        help="checkpoint file or folder (default: out/ckpt.npz)")
+    parser.add_argument("--prompt", default="\n",
+                        help="text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="(default: 200)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="softmax temperature; 0 is greedy (default: 0.8)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample in the nucleus of probability p")
+    parser.add_argument("--beam", type=int, default=None, metavar="N",
+                        help="beam search with N beams (deterministic)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="CTRL's penalty for tokens already present (default: 1, none)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for a repeatable sample (default: a random one)")
+    parser.add_argument("--greedy", action="store_true", help="the argmax every step")
+    parser.add_argument("--stream", action="store_true", help="print tokens as they come")
+    parser.add_argument("--backend", choices=BACKENDS, default=None)
+    parser.set_defaults(handler=run_generate)
+
+
+def run_generate(args):
+    from tinyllm.training.trainer import backend_context
+    from tinyllm.training import load_model
+    from tinyllm.training.inference import GenerationOptions, complete
+    from tinyllm.training.model_types import LANGUAGE_MODELS
+    model, checkpoint = load_model(args.checkpoint)
+    if checkpoint.tokenizer is None:
+        raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read a prompt"
+                         % checkpoint.path)
+    options = GenerationOptions(
+        max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else args.temperature,
+        top_k=args.top_k, top_p=args.top_p, beam=args.beam,
+        repetition_penalty=args.repetition_penalty, seed=args.seed).validate()
+    continues_prompt = checkpoint.model_type in LANGUAGE_MODELS
+
+    def write(piece):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    def notice(message):
+        print("note: %s" % message, file=sys.stderr)
+
+    with backend_context(args.backend):
+        if args.stream:
+            if continues_prompt:
+                write(args.prompt)
+            complete(model, checkpoint.model_type, checkpoint.tokenizer, args.prompt, options,
+                     on_text=write, notice=notice)
+            write("\n")
+        else:
+            text = complete(model, checkpoint.model_type, checkpoint.tokenizer, args.prompt,
+                            options, notice=notice)
+            print((args.prompt if continues_prompt else "") + text)
+    return 0
+
+
+# ----- eval ---------------------------------------------------------------------------------
+def add_eval_parser(commands):
+    parser = commands.add_parser(
+        "eval", help="loss, perplexity, bits per character (BLEU for seq2seq)",
+        description="Evaluate a checkpoint on the held-out end of its training corpus (or of "
+                    "--corpus): loss (nats per token), perplexity, bits per token, character "
+                    "and byte; masked-token accuracy for mlm; BLEU and exact match for seq2seq.")
+    parser.add_argument("--checkpoint", default="out/ckpt.npz",
+                        help="checkpoint file or folder (default: out/ckpt.npz)")
+    parser.add_argument("--corpus", default=None,
+                        help="evaluate on the held-out part of this corpus instead")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="at most this many batches (default: all held-out data)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--backend", choices=BACKENDS, default=None)
+    parser.set_defaults(handler=run_eval)
+
+
+def run_eval(args):
+    from tinyllm.training.trainer import backend_context
+    from tinyllm.training import TrainConfig, load_model
+    from tinyllm.training.tasks import make_task
+    model, checkpoint = load_model(args.checkpoint, ("gpt", "lstm", "mlm", "seq2seq"),
+                                   "tinyllm eval")
+    if not checkpoint.config:
+        raise ValueError("checkpoint %s holds no training config, so its held-out data is "
+                         "unknown" % checkpoint.path)
+    if args.batches is not None and args.batches < 1:
+        raise ValueError("--batches must be at least 1, got %d" % args.batches)
+    config = TrainConfig.from_dict(checkpoint.config)
+    if args.corpus is not None:
+        config = replace(config, corpus=args.corpus)
+    with backend_context(args.backend):
+        task = make_task(config, checkpoint.tokenizer)
+        metrics = task.evaluate(model, args.batches)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    where = "synthetic digit strings" if config.model == "seq2seq" else \
+        "the held-out end of corpus %s" % config.corpus
+    print("%s model at step %d, on %s:" % (checkpoint.model_type, checkpoint.step, where))
+    for name, value in metrics.items():
+        print("  %-16s %s" % (name, "%.4f" % value if isinstance(value, float) else value))
+    return 0
+
+
+# ----- serve --------------------------------------------------------------------------------
+def add_serve_parser(commands):
+    parser = commands.add_parser(
+        "serve", help="a JSON-over-HTTP endpoint for a checkpoint",
+        description="Serve a checkpoint: GET /health, POST /generate {\"prompt\": ...}, POST "
+                    "/predict {\"text\": ...} (classifiers). Binds to 127.0.0.1 (this machine "
+                    "only) unless --host says otherwise; there is no authentication.")
+    parser.add_argument("--checkpoint", default="out/ckpt.npz",
+                        help="checkpoint file or folder (default: out/ckpt.npz)")
+    parser.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="(default: 8000; 0: any free)")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    parser.add_argument("--backend", choices=BACKENDS, default=None)
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args):
+    from tinyllm.training.trainer import backend_context
+    from tinyllm.training.serve import make_server
+    if not 0 <= args.port <= 65535:
+        raise ValueError("--port must lie in [0, 65535], got %d" % args.port)
+    server = make_server(args.checkpoint, args.host, args.port, verbose=not args.quiet)
+    host, port = server.server_address[:2]
+    service = server.service
+    print("serving the %s model of %s on http://%s:%d (GET /health, POST %s); Ctrl-C stops"
+          % (service.model_type, service.checkpoint.path, host, port,
+             service.health()["endpoints"][0]), flush=True)
+    with backend_context(args.backend):
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
+# ----- bench --------------------------------------------------------------------------------
+def add_bench_parser(commands):
+    parser = commands.add_parser(
+        "bench", help="run the benchmarks in benchmarks/",
+        description="Run the benchmark scripts benchmarks/bench_*.py of a source checkout "
+                    "(kernels, training step) one after the other and print what they print.")
+    parser.add_argument("names", nargs="*",
+                        help="only these benchmarks (bench_NAME.py); default: all")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and stop")
+    parser.set_defaults(handler=run_bench)
+
+
+def benchmark_scripts(folder=BENCHMARKS):
+    """The benchmark scripts bench_*.py of ``folder``, by name (NAME of bench_NAME.py)."""
+    return {p.stem[len("bench_"):]: p for p in sorted(Path(folder).glob("bench_*.py"))}
+
+
+def run_bench(args, folder=BENCHMARKS):
+    scripts = benchmark_scripts(folder)
+    if not scripts:
+        raise FileNotFoundError("no benchmark scripts (bench_*.py) in %s; tinyllm bench runs "
+                                "them from a source checkout of tinyllm" % folder)
+    if args.list:
+        for name, path in scripts.items():
+            print("%-16s %s" % (name, path))
+        return 0
+    unknown = [n for n in args.names if n not in scripts]
+    if unknown:
+        raise ValueError("no benchmark named %s; the benchmarks are %s"
+                         % (", ".join(unknown), ", ".join(scripts)))
+    status = 0
+    for name in args.names or list(scripts):
+        print("==== %s (%s) ====" % (name, scripts[name]), flush=True)
+        result = subprocess.run([sys.executable, str(scripts[name])], cwd=str(folder.parent))
+        if result.returncode != 0:
+            print("benchmark %s failed with exit status %d" % (name, result.returncode),
+                  file=sys.stderr)
+            status = 1
+    return status
+
+
+# ----- demo ---------------------------------------------------------------------------------
+def add_demo_parser(commands):
+    parser = commands.add_parser("demo", help="train a small network and check its gradients")
+    parser.add_argument("--steps", type=int, default=2000, help="gradient descent steps")
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    parser.add_argument("--out", default=".", help="folder for the loss plot")
+    parser.set_defaults(handler=run_demo)
+
+
+def run_demo(args):
+    from tinyllm import demo
+    demo.run(steps=args.steps, lr=args.lr, out_dir=args.out)
+    return 0
+
+
+# ----- main ---------------------------------------------------------------------------------
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tinyllm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train_parser(commands)
+    add_generate_parser(commands)
+    add_eval_parser(commands)
+    add_serve_parser(commands)
+    add_bench_parser(commands)
+    add_demo_parser(commands)
+    return parser
+
+
+def main(argv=None):
+    """Run the command of ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    from tinyllm.training import CheckpointError, TrainingDiverged
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        print("\n" + HINT)
+        return 0
+    try:
+        return args.handler(args)
+    except (ValueError, OSError, CheckpointError, TrainingDiverged) as error:
+        message = " ".join(str(error).split("\n"))
+        print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
