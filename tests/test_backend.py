@@ -76,16 +76,16 @@ def test_environment_variable_with_an_unknown_name_fails_at_import_naming_the_va
     assert "TINYLLM_BACKEND" in result.stderr and "'fortran'" in result.stderr
 
 
-def test_auto_sends_small_products_to_numpy_and_large_ones_to_the_measured_choice():
+@pytest.mark.parametrize("kernel", sorted(backend.AUTO_CHOICE))
+def test_auto_runs_the_measured_choice_of_each_kernel(kernel):
     set_backend("auto")
-    assert backend.resolve("matmul", flops=8 ** 3) == "numpy"
-    assert backend.resolve("matmul", flops=512 ** 3) == backend.AUTO_CHOICE["matmul"]
-    assert backend.resolve("attention") == backend.AUTO_CHOICE["attention"]
+    assert backend.resolve(kernel) == backend.AUTO_CHOICE[kernel]
+    assert backend.AUTO_CHOICE[kernel] in ("numpy", "numba")       # never CUDA on its own
 
 
 def test_an_explicit_backend_is_used_for_every_size():
     set_backend("numba")
-    assert backend.resolve("matmul", flops=1) == "numba"
+    assert backend.resolve("matmul") == "numba"
     set_backend("numpy")
     assert backend.resolve("attention") == "numpy"
 

@@ -32,8 +32,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 # ----- train --------------------------------------------------------------------------------
 # (option, TrainConfig field, type, help); defaults come from TrainConfig itself.
 TRAIN_OPTIONS = [
-    ("--model", "model", str, "gpt, lstm, mlm (masked tokens, BERT-style) or seq2seq "
-                              "(reverse digit strings, with BLEU)"),
+    ("--model", "model", str, "gpt, lstm, mlm (masked tokens, BERT-style), seq2seq (reverse "
+                              "digit strings, with BLEU) or classifier (documentation or "
+                              "code? an LSTM classifier for POST /predict)"),
     ("--corpus", "corpus", str, "pydoc, stdlib, or a UTF-8 text file or folder"),
     ("--tokenizer", "tokenizer", str, "char or bpe (byte-level BPE trained on the corpus)"),
     ("--vocab-size", "vocab_size", int, "BPE vocabulary size"),
@@ -192,8 +193,7 @@ def run_eval(args):
     from tinyllm.training.trainer import backend_context
     from tinyllm.training import TrainConfig, load_model
     from tinyllm.training.tasks import make_task
-    model, checkpoint = load_model(args.checkpoint, ("gpt", "lstm", "mlm", "seq2seq"),
-                                   "tinyllm eval")
+    model, checkpoint = load_model(args.checkpoint)
     if not checkpoint.config:
         raise ValueError("checkpoint %s holds no training config, so its held-out data is "
                          "unknown" % checkpoint.path)
@@ -208,9 +208,8 @@ def run_eval(args):
     if args.json:
         print(json.dumps(metrics))
         return 0
-    where = "synthetic digit strings" if config.model == "seq2seq" else \
-        "the held-out end of corpus %s" % config.corpus
-    print("%s model at step %d, on %s:" % (checkpoint.model_type, checkpoint.step, where))
+    print("%s model at step %d, on held-out %s:" % (checkpoint.model_type, checkpoint.step,
+                                                     task.data_description()))
     for name, value in metrics.items():
         print("  %-16s %s" % (name, "%.4f" % value if isinstance(value, float) else value))
     return 0

@@ -2,4 +2,15 @@
 
 Each kernel names the NumPy (or Python standard library) reference it must equal, and a test
 holds them together.
+
+- ``backend``: the switch (``set_backend``, ``use_backend``, ``get_backend``, the
+  ``TINYLLM_BACKEND`` variable) that picks NumPy, Numba on the CPU, or CUDA for each call;
+- ``matmul``: blocked, register-tiled matrix product on the CPU; ``cuda_matmul``: its
+  shared-memory tiled GPU version;
+- ``attention``: fused scaled-dot-product attention with the online softmax, forward and
+  backward; ``cuda_attention``: its GPU version;
+- ``fused``: softmax + cross-entropy, layer norm, GELU and the Adam/AdamW update in one pass;
+- ``special``: elementwise functions NumPy lacks (``erf``).
+
+This package is the bottom layer of tinyllm: it imports NumPy and Numba only.
 """

@@ -116,7 +116,8 @@ def _scores_block(s, q, k_t, i0, j0, scale, is_causal, padding, b):
     s[:, :] = 0
     block_matmul_add(s, q, k_t)
     s *= scale
-    _mask_block(s, i0, j0, is_causal, padding, b)
+    if is_causal or padding.shape[0] > 0:
+        _mask_block(s, i0, j0, is_causal, padding, b)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

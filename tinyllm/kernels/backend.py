@@ -26,25 +26,23 @@ import os
 BACKENDS = ("numpy", "numba", "cuda", "auto")
 
 # What "auto" runs on the CPU, kernel by kernel. Measured with benchmarks/bench_kernels.py on
-# the 2-core AMD EPYC (Zen 5, AVX-512) machine of benchmarks/RESULTS.md, against NumPy 2.4 with
+# the 2-core AMD EPYC (Zen 5, AVX-512) machine of benchmarks/RESULTS.md, NumPy 2.4 with
 # OpenBLAS 0.3.31 as this environment configures it (OPENBLAS_CORETYPE=Haswell):
-# - matmul: the Numba kernel reached 1.4-2.4x BLAS's GFLOP/s from 256^3 up, but below about
-#   64^3 multiply-adds per call its parallel launch (~20 us) costs more than the product, so
-#   small products stay with BLAS (``MATMUL_NUMBA_MIN_FLOPS``);
-# - attention: the fused kernel is 2.5-7x faster than the NumPy composite, forward + backward;
-# - softmax_cross_entropy, layer_norm, gelu, adam: single passes over memory beat NumPy's
-#   several passes (1.5-12x, see RESULTS.md).
+# - matmul: NumPy's BLAS. The blocked Numba kernel reached 0.4-0.9x BLAS's GFLOP/s from 128^3
+#   to 1024^3 float32 (and lost more below, where its parallel launch dominates);
+# - attention: the fused Numba kernels, 2-5x faster than the NumPy composite forward +
+#   backward from T = 64 to 1024, with O(T) instead of O(T^2) memory;
+# - layer_norm, gelu, adam: Numba, one pass over memory instead of NumPy's several (1.3-14x);
+# - softmax_cross_entropy: NumPy. Its time is the exponentials, which NumPy computes with
+#   SIMD instructions and Numba (without Intel's SVML library) one at a time.
 AUTO_CHOICE = {
-    "matmul": "numba",
+    "matmul": "numpy",
     "attention": "numba",
-    "softmax_cross_entropy": "numba",
+    "softmax_cross_entropy": "numpy",
     "layer_norm": "numba",
     "gelu": "numba",
     "adam": "numba",
 }
-
-# Below this many multiply-adds (n * k * m, summed over the batch) "auto" uses NumPy's matmul.
-MATMUL_NUMBA_MIN_FLOPS = 64 ** 3
 
 NO_GPU_MESSAGE = "no CUDA GPU found; use the numpy or numba backend"
 
@@ -102,17 +100,11 @@ def use_backend(name):
         set_backend(previous)
 
 
-def resolve(kernel, flops=None):
-    """The implementation ("numpy", "numba" or "cuda") that ``kernel`` runs now.
-
-    ``flops`` (multiply-adds of this call) lets "auto" send small matrix products to NumPy.
-    """
-    if _current != "auto":
-        return _current
-    choice = AUTO_CHOICE[kernel]
-    if kernel == "matmul" and flops is not None and flops < MATMUL_NUMBA_MIN_FLOPS:
-        return "numpy"
-    return choice
+def resolve(kernel):
+    """The implementation ("numpy", "numba" or "cuda") that ``kernel`` runs now."""
+    if _current == "auto":
+        return AUTO_CHOICE[kernel]
+    return _current
 
 
 def _from_environment():

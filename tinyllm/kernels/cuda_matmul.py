@@ -29,7 +29,7 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
-from tinyllm.kernels.matmul import _batched
+from tinyllm.kernels.matmul import run_batched
 
 TILE = 64
 MICRO = 4
@@ -64,11 +64,11 @@ def make_matmul_kernel(dtype, tile=TILE, micro=MICRO, depth=DEPTH):
             for j in range(micro):
                 acc[i, j] = 0
         for k0 in range(0, k, depth):
-            for idx in range(t, tile * depth, count):           # A: consecutive threads, consecutive p
+            for idx in range(t, tile * depth, count):       # A: neighbours read neighbours
                 r, p = idx // depth, idx % depth
                 inside = row0 + r < n and k0 + p < k
                 a_tile[p, r] = a[bi, row0 + r, k0 + p] if inside else 0
-            for idx in range(t, tile * depth, count):           # B: consecutive threads, consecutive j
+            for idx in range(t, tile * depth, count):       # B: neighbours read neighbours
                 p, col = idx // tile, idx % tile
                 inside = k0 + p < k and col0 + col < m
                 b_tile[p, col] = b[bi, k0 + p, col0 + col] if inside else 0
@@ -113,6 +113,6 @@ def matmul_cuda_into(a, b, c, tile=TILE, micro=MICRO, depth=DEPTH):
 
 def matmul_cuda(a, b, tile=TILE, micro=MICRO, depth=DEPTH):
     """``np.matmul(a, b)`` on the GPU (float32/float64, NumPy's batch and 1-D rules)."""
-    return _batched(a, b, functools.partial(matmul_cuda_into, tile=tile, micro=micro,
+    return run_batched(a, b, functools.partial(matmul_cuda_into, tile=tile, micro=micro,
                                             depth=depth))
 

@@ -62,26 +62,26 @@ def _softmax_cross_entropy_rows(logits, targets, ignore_index, n, grad, row_loss
             grad[i] = 0
             row_loss[i] = 0
             continue
-        m = -np.inf                                 # pass 1: running max and sum of exp
-        total = 0.0
+        m = logits[i, 0]                            # pass 1: the row's max
+        for j in range(1, V):
+            m = max(m, logits[i, j])
+        total = 0.0                                 # pass 2: exp(z - max) into grad, summed
         for j in range(V):
-            z = logits[i, j]
-            if z > m:
-                total = total * math.exp(m - z) + 1.0
-                m = z
-            else:
-                total += math.exp(z - m)
-        lse = m + math.log(total)
-        row_loss[i] = lse - logits[i, t]
-        for j in range(V):                          # pass 2: the gradient
-            grad[i, j] = math.exp(logits[i, j] - lse) / n
+            e = math.exp(logits[i, j] - m)
+            grad[i, j] = e
+            total += e
+        row_loss[i] = m + math.log(total) - logits[i, t]
+        scale = 1.0 / (total * n)                   # pass 3: normalise in place
+        for j in range(V):
+            grad[i, j] *= scale
         grad[i, t] -= 1.0 / n
 
 
 def softmax_cross_entropy_numba(logits, targets, ignore_index=-100):
-    """Same as ``softmax_cross_entropy_reference``, fused: one read pass per row for the max
-    and the sum of exponentials (the online softmax), one write pass for the gradient.
-    Cost: about 4 N V FLOPs, 2 N V numbers read and N V written."""
+    """Same as ``softmax_cross_entropy_reference``, fused per row: the max, then one
+    exponential per logit written straight into the gradient and summed, then the
+    normalisation in place (the row stays in cache between passes). Cost: about 4 N V FLOPs
+    and one exp per logit; N V numbers read from memory and N V written."""
     logits = np.ascontiguousarray(logits)
     targets = np.ascontiguousarray(targets, dtype=np.int64)
     n = int(np.sum(targets != ignore_index))

@@ -124,10 +124,10 @@ def matmul_numba_into(a, b, c):
 def matmul_numba(a, b):
     """``np.matmul(a, b)`` computed by ``matmul_numba_into`` (float32/float64, any batch
     shape, NumPy's broadcasting and 1-D rules)."""
-    return _batched(a, b, matmul_numba_into)
+    return run_batched(a, b, matmul_numba_into)
 
 
-def _batched(a, b, kernel_into):
+def run_batched(a, b, kernel_into):
     """Bring ``a @ b`` to the 3-D form (batch, n, k) @ (batch, k, m) of ``kernel_into``, run it
     and give the result NumPy's shape.
 
@@ -173,7 +173,7 @@ def matmul(a, b):
     dtype = np.result_type(a, b)
     if dtype not in (np.float32, np.float64):
         return matmul_reference(a, b)
-    which = backend.resolve("matmul", flops=_multiply_adds(np.shape(a), np.shape(b)))
+    which = backend.resolve("matmul")
     if which == "numba":
         return matmul_numba(a, b)
     if which == "cuda":
@@ -181,10 +181,3 @@ def matmul(a, b):
         return cuda_matmul.matmul_cuda(a, b)
     return matmul_reference(a, b)
 
-
-def _multiply_adds(shape_a, shape_b):
-    """n * k * m summed over the (broadcast) batch: the work of one product."""
-    n = shape_a[-2] if len(shape_a) > 1 else 1
-    m = shape_b[-1] if len(shape_b) > 1 else 1
-    batch = np.prod(np.broadcast_shapes(tuple(shape_a[:-2]), tuple(shape_b[:-2])), dtype=np.int64)
-    return int(batch) * n * shape_a[-1] * m

@@ -1,11 +1,13 @@
 """Recurrent models: an LSTM language model and an LSTM text classifier.
 
-``LSTMLanguageModel`` is the recurrent counterpart of GPT, the model of the Keras example
+``LSTMLanguageModel`` is the recurrent counterpart of GPT, the model of the Keras example in
+document 000 (section 5.2)
 
-    Embedding -> LSTM(128, return_sequences=True) -> LSTM(128) -> Dense(vocab, softmax)
+    Embedding -> LSTM(128, return_sequences=True) -> LSTM(128, return_sequences=True)
+              -> Dense(vocab, softmax)
 
-except that it predicts the next token at every position (the last LSTM also returns its whole
-sequence), which trains on T predictions per window instead of one:
+which, like this model, predicts the next token at every position (both LSTMs return their
+whole sequence), so a window of T tokens trains on T predictions:
 
     idx (B, T) -> embedding (B, T, E) -> num_layers stacked LSTMs (B, T, H) -> Linear -> (B, T, V)
 

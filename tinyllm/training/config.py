@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 
 from tinyllm.kernels.backend import BACKENDS
 
-MODEL_TYPES = ("gpt", "lstm", "mlm", "seq2seq")
+MODEL_TYPES = ("gpt", "lstm", "mlm", "seq2seq", "classifier")
 TOKENIZERS = ("char", "bpe")
 
 
@@ -27,8 +27,8 @@ class TrainConfig:
     heads, ``block_size`` tokens per window (the longest sequence for "seq2seq").
     """
     # what to train, on what
-    model: str = "gpt"              # gpt | lstm | mlm | seq2seq
-    corpus: str = "pydoc"           # pydoc | stdlib | a text file or folder (not for seq2seq)
+    model: str = "gpt"              # gpt | lstm | mlm | seq2seq | classifier
+    corpus: str = "pydoc"           # pydoc | stdlib | a text file or folder (gpt, lstm, mlm)
     tokenizer: str = "char"         # char | bpe
     vocab_size: int = 512           # BPE only: bytes + merges + special tokens
     # model size

@@ -35,9 +35,10 @@ class PromptError(ValueError):
 @dataclass
 class GenerationOptions:
     """How to decode: see ``tinyllm.training.sampling``. ``beam`` (a beam size) selects beam
-    search; ``temperature=0`` is greedy decoding; ``seed`` makes sampling repeatable."""
+    search; ``temperature=0`` is greedy decoding (the default 0.8 is nanoGPT's sample.py's);
+    ``seed`` makes sampling repeatable."""
     max_new_tokens: int = 200
-    temperature: float = 1.0
+    temperature: float = 0.8
     top_k: int = None
     top_p: float = None
     beam: int = None

@@ -25,10 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tinyllm.training.checkpoint import load_model
 from tinyllm.training.inference import GenerationOptions, PromptError, complete, predict
-from tinyllm.training.model_types import LANGUAGE_MODELS
 
 MAX_BODY_BYTES = 64 * 1024
+DISCARD_LIMIT = 1024 * 1024     # a refused body up to this size is read and dropped
 MAX_NEW_TOKENS = 2000           # the most tokens one request may ask for
+MAX_BEAM = 16
 
 # The fields of POST /generate, with the JSON types each accepts (None: null allowed).
 GENERATE_FIELDS = {
@@ -79,14 +80,12 @@ class ModelService:
                                     "{\"text\": ...} instead")
         fields = _check_fields(body, GENERATE_FIELDS, required=("prompt",))
         prompt = fields.pop("prompt")
-        options = GenerationOptions(**{k: v for k, v in fields.items()})
-        if options.max_new_tokens is not None and _is_int(options.max_new_tokens) \
-                and options.max_new_tokens > MAX_NEW_TOKENS:
+        options = GenerationOptions(**fields)
+        if options.max_new_tokens > MAX_NEW_TOKENS:
             raise RequestError(422, "max_new_tokens must be at most %d, got %d"
                                     % (MAX_NEW_TOKENS, options.max_new_tokens))
-        if options.beam is not None and self.model_type in LANGUAGE_MODELS \
-                and options.beam > 16:
-            raise RequestError(422, "beam must be at most 16, got %d" % options.beam)
+        if options.beam is not None and options.beam > MAX_BEAM:
+            raise RequestError(422, "beam must be at most %d, got %d" % (MAX_BEAM, options.beam))
         notices = []
         try:
             options.validate()
@@ -111,10 +110,6 @@ class ModelService:
                 return predict(self.model, self.tokenizer, fields["text"])
         except (PromptError, ValueError) as error:
             raise RequestError(422, str(error)) from None
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_fields(body, allowed, required):
@@ -144,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
     """Routes requests to the server's ``ModelService`` and writes JSON replies."""
 
     server_version = "tinyllm"
+    timeout = 30                # seconds a client may stall mid-request
     routes = {"/health": ("GET", "health"), "/generate": ("POST", "generate"),
               "/predict": ("POST", "predict")}
 
@@ -194,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise RequestError(400, "Content-Length must not be negative")
         if length > MAX_BODY_BYTES:
-            self.close_connection = True            # the body is not read
+            self._discard(length)
             raise RequestError(413, "the request body is %d bytes; the limit is %d"
                                     % (length, MAX_BODY_BYTES))
         data = self.rfile.read(length)
@@ -203,6 +199,18 @@ class Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise RequestError(400, "the request body is not valid JSON: %s" % error) from None
 
+    def _discard(self, length):
+        """Read and drop a refused body (up to DISCARD_LIMIT bytes), so that the client, still
+        sending it, receives the error reply instead of a reset connection; the connection
+        is closed after the reply."""
+        self.close_connection = True
+        remaining = min(length, DISCARD_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
     def _send(self, status, payload, headers=None):
         body = json.dumps(payload).encode("utf-8")
         self.send_response(status)
@@ -210,6 +218,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 

@@ -4,10 +4,13 @@
     mlm         MaskedLMTask        recover BERT-masked tokens of a corpus
     seq2seq     ReverseDigitsTask   reverse a string of digits: "2718" -> "8172" (synthetic,
                                     nothing to download; BLEU and exact match are reported)
+    classifier  LineClassifierTask  tell a line of Python's documentation from a line of its
+                                    source code (an LSTM classifier, for POST /predict)
 
 Every task offers the same few methods, which is all the trainer needs to know:
 
     task.model_type, task.tokenizer, task.model_args()   what to build (checkpoint.py builds it)
+    task.data_description()                              what it trains on, in words
     task.train_batch()                                   a random batch (tinyllm's generator)
     task.loss(model, batch)                              the batch's mean loss, a 0-d tensor
     task.val_batches()                                   a FIXED list of (batch, n_targets)
@@ -21,8 +24,8 @@ tokenizer so that the ids mean what they meant before.
 import numpy as np
 
 from tinyllm.data import (ByteBPETokenizer, CharTokenizer, collate_seq2seq, get_lm_batch,
-                          iterate_lm_batches, load_corpus, mask_tokens, token_dtype,
-                          train_val_split)
+                          iterate_lm_batches, load_corpus, mask_tokens, pad_sequences,
+                          token_dtype, train_val_split)
 from tinyllm.random import default_generator
 from tinyllm.training import evaluation, sampling
 
@@ -62,6 +65,9 @@ class LanguageModelTask:
                                  "--block-size" % (config.corpus, config.block_size, name,
                                                    len(part), need))
         self._val_batches = None
+
+    def data_description(self):
+        return "corpus %s (%s)" % (self.config.corpus, type(self.tokenizer).__name__)
 
     def model_args(self):
         c, V = self.config, self.tokenizer.vocab_size
@@ -215,6 +221,9 @@ class ReverseDigitsTask:
         self.val_pairs = self.random_pairs(config.eval_batches * config.batch_size, rng)
         self._val_batches = None
 
+    def data_description(self):
+        return "synthetic digit strings to reverse (1 to %d digits)" % self.max_digits
+
     def random_pairs(self, n, generator):
         """n (source, target) strings: random digits and the same digits reversed."""
         lengths = generator.integers(1, self.max_digits + 1, size=n)
@@ -293,10 +302,105 @@ class ReverseDigitsTask:
                          for (s, t), o in zip(pairs, outputs))
 
 
+class LineClassifierTask:
+    """Text classification: does a line come from Python's documentation (the pydoc corpus,
+    label 0) or from its source code (the stdlib corpus, label 1)? (model "classifier", an
+    ``LSTMClassifier`` with one sigmoid output: the probability of "code".)
+
+    Lines are stripped of their indentation (which would give the answer away) and kept when
+    they hold at least 30 characters, cut to ``block_size``; as many code lines as
+    documentation lines are drawn, shuffled with a generator seeded by ``seed``, and the last
+    ``val_fraction`` is held out. Batches are padded after the text (``pad_sequences``); the
+    labels are noisy (documentation quotes code, code holds comments), which keeps the task
+    from being trivial.
+    """
+
+    model_type = "lstm_classifier"
+    special_tokens = ("<pad>",)
+    classes = ("documentation", "code")
+    min_chars = 30
+
+    def __init__(self, config, tokenizer=None):
+        self.config = config
+        docs, code = (self.lines(load_corpus(name)) for name in ("pydoc", "stdlib"))
+        rng = np.random.default_rng(config.seed)
+        n = min(len(docs), len(code))
+        code = [code[i] for i in np.sort(rng.choice(len(code), n, replace=False))]
+        examples = [(line, 0) for line in docs[:n]] + [(line, 1) for line in code]
+        examples = [examples[i] for i in rng.permutation(len(examples))]
+        self.tokenizer = tokenizer or make_tokenizer(
+            config.tokenizer, "\n".join(line for line, _ in examples), config.vocab_size,
+            self.special_tokens)
+        self.pad_id = self.tokenizer.special_tokens["<pad>"]
+        self.train_examples, self.val_examples = train_val_split(examples, config.val_fraction)
+        self._val_batches = None
+
+    def data_description(self):
+        return "lines of Python's documentation (pydoc) and source code (stdlib)"
+
+    def lines(self, text):
+        stripped = (line.strip() for line in text.splitlines())
+        return [line[:self.config.block_size] for line in stripped if len(line) >= self.min_chars]
+
+    def collate(self, examples):
+        """(ids (B, T), mask (B, T), labels (B,)) of (line, label) pairs, padded at the end."""
+        ids, mask = pad_sequences([self.tokenizer.encode(line) for line, _ in examples],
+                                  padding="post", value=self.pad_id)
+        return ids, mask, np.array([label for _, label in examples], dtype=np.int64)
+
+    def model_args(self):
+        c = self.config
+        return dict(vocab_size=self.tokenizer.vocab_size, embedding_dim=c.n_embd,
+                    hidden_size=c.n_embd, num_classes=1, padding_idx=self.pad_id)
+
+    def train_batch(self):
+        rows = default_generator().integers(0, len(self.train_examples), self.config.batch_size)
+        return self.collate([self.train_examples[i] for i in rows])
+
+    def loss(self, model, batch):
+        ids, mask, labels = batch
+        return model(ids, labels, mask=mask)[1]
+
+    def val_batches(self):
+        if self._val_batches is None:
+            B = self.config.batch_size
+            examples = self.val_examples[:self.config.eval_batches * B]
+            self._val_batches = [(self.collate(examples[i:i + B]), len(examples[i:i + B]))
+                                 for i in range(0, len(examples), B)]
+        return self._val_batches
+
+    def evaluate(self, model, max_batches=None):
+        """Loss (binary cross-entropy, nats per line) and accuracy on held-out lines."""
+        batches = self.val_batches()[:max_batches]
+        correct = total = 0
+        with evaluation.evaluating(model):
+            loss = evaluation.mean_loss(lambda batch: self.loss(model, batch), batches)
+            for (ids, mask, labels), n in batches:
+                probability = model.predict_proba(ids, mask=mask).data
+                correct += int(((probability > 0.5) == (labels == 1)).sum())
+                total += n
+        return {"loss": loss, "accuracy": correct / total, "examples": total}
+
+    def sample(self, model, generator, n_tokens):
+        """Four held-out lines with the model's probability that each is code."""
+        examples = self.val_examples[:4]
+        ids, mask, _ = self.collate(examples)
+        with evaluation.evaluating(model):
+            probability = model.predict_proba(ids, mask=mask).data
+        return "\n".join("p(code) = %.2f  [%s] %s" % (p, self.classes[label], line[:60])
+                         for p, (line, label) in zip(probability, examples))
+
+
 TASKS = {"gpt": LanguageModelTask, "lstm": LanguageModelTask, "mlm": MaskedLMTask,
-         "seq2seq": ReverseDigitsTask}
+         "seq2seq": ReverseDigitsTask, "classifier": LineClassifierTask}
 
 
 def make_task(config, tokenizer=None):
     """The task of ``config.model`` (see the module docstring)."""
     return TASKS[config.model](config, tokenizer)
+
+
+def checkpoint_model_type(model):
+    """The model type a checkpoint of ``--model model`` holds ("classifier" trains an
+    "lstm_classifier"; the others are their own names)."""
+    return LineClassifierTask.model_type if model == "classifier" else model

@@ -42,7 +42,7 @@ from tinyllm.training.config import TrainConfig
 from tinyllm.training.evaluation import evaluating, mean_loss
 from tinyllm.training.model_types import build_model
 from tinyllm.training.plotting import plot_losses
-from tinyllm.training.tasks import make_task
+from tinyllm.training.tasks import checkpoint_model_type, make_task
 
 PLOT_NAME = "loss.png"
 
@@ -94,11 +94,13 @@ def empty_history():
 
 def check_resumable(config, checkpoint):
     """Raise ValueError unless ``config`` continues the run saved in ``checkpoint``."""
-    if checkpoint.model_type != config.model:
-        raise CheckpointError("checkpoint %s holds a %r model, but --model %s was asked for "
-                              "(pass --model %s to resume it)"
-                              % (checkpoint.path, checkpoint.model_type, config.model,
-                                 checkpoint.model_type))
+    if checkpoint.model_type != checkpoint_model_type(config.model):
+        raise CheckpointError("checkpoint %s holds a %r model, but --model %s was asked for"
+                              % (checkpoint.path, checkpoint.model_type, config.model))
+    if checkpoint.optimizer_state is None or checkpoint.rng_state is None:
+        raise CheckpointError("checkpoint %s holds no optimizer or random-generator state, so "
+                              "its training cannot be resumed (generate and eval can still "
+                              "use it)" % checkpoint.path)
     saved = checkpoint.config
     for key, value in config.to_dict().items():
         if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value:
@@ -243,16 +245,12 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------------
     def run(self):
         """Train up to ``config.steps``; returns a ``TrainResult``."""
-        c = self.config
-        with backend_context(c.backend):
-            samples = {}
+        with backend_context(self.config.backend):
             self.log(self.describe())
             if self.step == 0 and self.checkpoint_path.exists():
                 self.log("note: %s exists and will be overwritten (pass --resume to continue "
                          "it instead)" % self.checkpoint_path)
-            if c.sample_tokens:
-                samples["before"] = self.sample()
-                self.log("---- sample at step %d ----\n%s\n----" % (self.step, samples["before"]))
+            samples = {"before": self._print_sample()}
             if self.step == 0:
                 self.log("step 0: val loss %.4f" % self.record_evaluation())
             try:
@@ -260,23 +258,34 @@ class Trainer:
             except KeyboardInterrupt:
                 self.log("interrupted at step %d; %s" % (self.step, self._resume_hint()))
                 raise
-            finally:
+            finally:                                # the curve so far, even after a failure
                 if self.history["step"] or self.history["val_step"]:
                     plot_losses(self.history, self.plot_path, title=self._title())
-            if c.sample_tokens:
-                samples["after"] = self.sample()
-                self.log("---- sample at step %d ----\n%s\n----" % (self.step, samples["after"]))
-        result = TrainResult(
-            model=self.model, tokenizer=self.tokenizer, config=c, history=self.history,
-            step=self.step, train_loss=float(np.mean(self.history["train_loss"][-50:]))
-            if self.history["train_loss"] else math.nan,
-            val_loss=self.history["val_loss"][-1] if self.history["val_loss"] else math.nan,
-            tokens_per_sec=self.tokens_per_sec(), checkpoint_path=self.checkpoint_path,
-            plot_path=self.plot_path, samples=samples)
+            samples["after"] = self._print_sample()
+        result = self._result(samples)
         self.log("done: step %d, train loss %.4f, val loss %.4f, %.0f tokens/s; checkpoint %s, "
                  "loss curve %s" % (result.step, result.train_loss, result.val_loss,
                                     result.tokens_per_sec, self.checkpoint_path, self.plot_path))
         return result
+
+    def _print_sample(self):
+        """Log the sample text at the current step and return it (None when turned off)."""
+        if not self.config.sample_tokens:
+            return None
+        text = self.sample()
+        self.log("---- sample at step %d ----\n%s\n----" % (self.step, text))
+        return text
+
+    def _result(self, samples):
+        history = self.history
+        return TrainResult(
+            model=self.model, tokenizer=self.tokenizer, config=self.config, history=history,
+            step=self.step,
+            train_loss=float(np.mean(history["train_loss"][-50:])) if history["train_loss"]
+            else math.nan,
+            val_loss=history["val_loss"][-1] if history["val_loss"] else math.nan,
+            tokens_per_sec=self.tokens_per_sec(), checkpoint_path=self.checkpoint_path,
+            plot_path=self.plot_path, samples=samples)
 
     def _loop(self):
         c = self.config
@@ -316,19 +325,16 @@ class Trainer:
 
     def describe(self):
         c = self.config
-        return ("training %s: %s parameters, vocabulary of %d (%s tokenizer), corpus %s, "
-                "%d steps of %d tokens, lr %g (warm-up %d, cosine to %g)%s"
+        return ("training %s: %s parameters, vocabulary of %d, %s; %d steps of %d tokens, lr %g "
+                "(warm-up %d, cosine to %g)%s"
                 % (c.model, format(self.model.num_parameters(), ","), self.tokenizer.vocab_size,
-                   c.tokenizer if c.model != "seq2seq" else "digit", c.corpus
-                   if c.model != "seq2seq" else "(synthetic digit strings)", c.steps,
-                   c.tokens_per_step, c.lr, c.warmup, c.min_lr,
-                   "; resuming from step %d" % self.step if self.step else ""))
+                   self.task.data_description(), c.steps, c.tokens_per_step, c.lr, c.warmup,
+                   c.min_lr, "; resuming from step %d" % self.step if self.step else ""))
 
     def _title(self):
         c = self.config
-        return "%s, %d layers, %d wide, %s corpus" % (c.model, c.n_layer, c.n_embd,
-                                                      c.corpus if c.model != "seq2seq"
-                                                      else "digit-reversal")
+        return "%s (%d layers, %d wide): %s" % (c.model, c.n_layer, c.n_embd,
+                                                self.task.data_description())
 
     def _resume_hint(self):
         if self.checkpoint_step is None:
