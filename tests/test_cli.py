@@ -132,6 +132,15 @@ def test_seq2seq_trains_and_reports_bleu(tmp_path, capsys):
     assert set(capsys.readouterr().out.strip()) <= set("0123456789")
 
 
+def test_the_classifier_trains_and_reports_accuracy(tmp_path, capsys):
+    assert main(["train", "--model", "classifier", "--steps", "3", "--eval-every", "3",
+                 "--out", str(tmp_path)] + TINY) == 0
+    assert load_checkpoint(tmp_path).model_type == "lstm_classifier"
+    assert main(["eval", "--checkpoint", str(tmp_path), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
 def test_serve_binds_to_localhost_by_default():
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1" and args.port == 8000
@@ -173,17 +182,19 @@ def test_a_prompt_with_unknown_characters(trained, capsys):
     assert "never saw: 'ï' (U+00EF), '☃' (U+2603)" in message
 
 
-def test_a_checkpoint_of_another_model(tmp_path, capsys):
+def test_a_classifier_checkpoint_without_a_training_config(tmp_path, capsys):
     tokenizer = CharTokenizer.from_text("abc", special_tokens=["<pad>"])
     args = dict(vocab_size=tokenizer.vocab_size, embedding_dim=4, hidden_size=4,
                 padding_idx=3)
     tinyllm.manual_seed(0)
     save_checkpoint(tmp_path / "clf.npz", LSTMClassifier(**args), "lstm_classifier", args,
                     tokenizer=tokenizer)
-    assert "holds a 'lstm_classifier' model, but tinyllm eval needs" in run_error(
-        capsys, ["eval", "--checkpoint", str(tmp_path / "clf.npz")])
     assert "does not generate text" in run_error(
         capsys, ["generate", "--checkpoint", str(tmp_path / "clf.npz"), "--prompt", "abc"])
+    assert "holds no training config, so it cannot be resumed" in run_error(
+        capsys, ["train", "--resume", str(tmp_path / "clf.npz"), "--out", str(tmp_path)])
+    assert "holds no training config" in run_error(
+        capsys, ["eval", "--checkpoint", str(tmp_path / "clf.npz")])
 
 
 def test_resuming_with_another_model_or_size(trained, capsys):

@@ -99,7 +99,8 @@ def test_repetition_penalty_must_be_positive():
 
 # ----- a hand-built model: where greedy decoding fails ------------------------------------
 class Bigram(nn.Module):
-    """p(next | previous) from a fixed table; forward(idx) -> (log-probabilities (B, T, V), None)."""
+    """p(next | previous) from a fixed table: forward(idx) -> (log-probabilities (B, T, V),
+    None)."""
 
     def __init__(self, table):
         super().__init__()

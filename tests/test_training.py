@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinyllm.optim.lr_scheduler import warmup_cosine_lr
+from tinyllm.training.tasks import checkpoint_model_type
 from tinyllm.training import (CheckpointError, TrainConfig, Trainer, TrainingDiverged,
                               load_checkpoint, train)
 
@@ -177,12 +178,13 @@ def test_sampling_during_training_does_not_change_the_run(tmp_path):
     assert quiet_run.history == chatty_run.history
 
 
-@pytest.mark.parametrize("model, metric", [("mlm", "masked_accuracy"), ("seq2seq", "bleu")])
+@pytest.mark.parametrize("model, metric", [("mlm", "masked_accuracy"), ("seq2seq", "bleu"),
+                                           ("classifier", "accuracy")])
 def test_the_other_tasks_train_and_evaluate(tmp_path, model, metric):
     result = tiny_trainer(tmp_path, model=model, steps=4, eval_every=2).run()
     assert len(result.history["val_loss"]) == 3
     checkpoint = load_checkpoint(result.checkpoint_path)
-    assert checkpoint.model_type == model
+    assert checkpoint.model_type == checkpoint_model_type(model)
     trainer = tiny_trainer(tmp_path, model=model, steps=4, resume=True)
     assert metric in trainer.task.evaluate(trainer.model)
 

@@ -13,6 +13,7 @@ from tinyllm.autograd import (Function, Tensor, detect_anomaly, enable_grad, get
                               is_grad_enabled, no_grad, set_default_dtype, set_grad_enabled,
                               tensor)
 from tinyllm.random import manual_seed
+from tinyllm.kernels.backend import get_backend, set_backend, use_backend
 from tinyllm.ops import *  # noqa: F401,F403  (the functional forms: tinyllm.exp, tinyllm.cat, ...)
 from tinyllm.gradcheck import (GradcheckError, gradcheck, gradcheck_module, numerical_grad,
                                rel_error)

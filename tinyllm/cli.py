@@ -25,7 +25,8 @@ from tinyllm.kernels.backend import BACKENDS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-HINT = "Start with `tinyllm train` (a small GPT on Python's own docs, about 3 minutes on a laptop)."
+HINT = ("Start with `tinyllm train`: a small GPT learns Python's own documentation in a few "
+        "minutes.")
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -95,6 +96,9 @@ def run_train(args):
     if resume:
         if resume is True:
             resume = Path(settings.get("out", TrainConfig.out)) / CHECKPOINT_NAME
+        else:                           # new checkpoints go beside the one resumed from
+            folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+            settings.setdefault("out", str(folder))
         saved = load_checkpoint(resume).config
         if not saved:
             raise ValueError("checkpoint %s holds no training config, so it cannot be resumed"

@@ -22,9 +22,10 @@ TOKENIZERS = ("char", "bpe")
 class TrainConfig:
     """The settings of one training run (see the module docstring for the defaults' origin).
 
-    Sizes mean the same for every model: ``n_layer`` layers (LSTM layers for "lstm"),
-    ``n_embd`` features per token (the LSTM's embedding and hidden size), ``n_head`` attention
-    heads, ``block_size`` tokens per window (the longest sequence for "seq2seq").
+    Sizes mean the same for every model: ``n_layer`` layers (LSTM layers for "lstm"; the
+    one-layer "classifier" ignores it), ``n_embd`` features per token (the LSTM's embedding and
+    hidden size), ``n_head`` attention heads, ``block_size`` tokens per window (the longest
+    sequence for "seq2seq", the longest line for "classifier").
     """
     # what to train, on what
     model: str = "gpt"              # gpt | lstm | mlm | seq2seq | classifier
@@ -112,7 +113,8 @@ class TrainConfig:
 
     @property
     def tokens_per_step(self):
-        """Tokens read by one optimizer update: batch_size * block_size * grad_accum."""
+        """Tokens read by one optimizer update: batch_size * block_size * grad_accum (for the
+        padded batches of seq2seq and classifier, an upper bound)."""
         return self.batch_size * self.block_size * self.grad_accum
 
     def to_dict(self):

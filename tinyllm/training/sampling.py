@@ -94,7 +94,7 @@ class ContextStepper:
         self.ids = None
 
     def start(self, ids):
-        """Read the prompts ids (k, T); return the next-token logits (k, V)."""
+        """Read the prompts, ids (k, T); return the next-token logits (k, V)."""
         self.ids = np.asarray(ids, dtype=np.int64)
         return self._logits()
 

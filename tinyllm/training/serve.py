@@ -5,7 +5,9 @@ only: ``http.server``).
     POST /generate   {"prompt": "def ", "max_new_tokens": 50, "temperature": 0.8,
                       "top_k": null, "top_p": null, "seed": 0, ...}   (all but prompt optional)
                      -> {"completion": "..."}       (+ "notice" when the prompt was cropped)
-    POST /predict    {"text": "..."} -> {"probability": 0.93}          (classifier checkpoints)
+    POST /predict    {"text": "..."} -> {"probability": 0.93}          (classifier checkpoints:
+                     the probability of class 1; for ``tinyllm train --model classifier``,
+                     that the text is a line of Python code rather than documentation)
 
 Errors are JSON too, ``{"error": "..."}``, with the status that says what went wrong:
 400 malformed JSON, a missing or unknown field, a field of the wrong type, or an endpoint this
@@ -20,7 +22,6 @@ one request at a time (a lock), as one NumPy model uses the cores well already.
 
 import json
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tinyllm.training.checkpoint import load_model

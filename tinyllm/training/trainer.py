@@ -74,6 +74,7 @@ class TrainResult:
     checkpoint_path: Path
     plot_path: Path
     samples: dict = field(default_factory=dict)     # "before" and "after" training
+    metrics: dict = field(default_factory=dict)     # the task's metrics on all held-out data
 
 
 def configure_optimizer(model, config):
@@ -84,6 +85,12 @@ def configure_optimizer(model, config):
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     return AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+def format_metrics(metrics):
+    """"loss 1.2345, perplexity 3.4360, ..." from a dict of metrics."""
+    return ", ".join("%s %s" % (name, "%.4f" % value if isinstance(value, float) else value)
+                     for name, value in metrics.items())
 
 
 def empty_history():
@@ -262,7 +269,9 @@ class Trainer:
                 if self.history["step"] or self.history["val_step"]:
                     plot_losses(self.history, self.plot_path, title=self._title())
             samples["after"] = self._print_sample()
-        result = self._result(samples)
+            metrics = self.task.evaluate(self.model)
+            self.log("held-out metrics at step %d: %s" % (self.step, format_metrics(metrics)))
+        result = self._result(samples, metrics)
         self.log("done: step %d, train loss %.4f, val loss %.4f, %.0f tokens/s; checkpoint %s, "
                  "loss curve %s" % (result.step, result.train_loss, result.val_loss,
                                     result.tokens_per_sec, self.checkpoint_path, self.plot_path))
@@ -276,7 +285,7 @@ class Trainer:
         self.log("---- sample at step %d ----\n%s\n----" % (self.step, text))
         return text
 
-    def _result(self, samples):
+    def _result(self, samples, metrics):
         history = self.history
         return TrainResult(
             model=self.model, tokenizer=self.tokenizer, config=self.config, history=history,
@@ -285,7 +294,7 @@ class Trainer:
             else math.nan,
             val_loss=history["val_loss"][-1] if history["val_loss"] else math.nan,
             tokens_per_sec=self.tokens_per_sec(), checkpoint_path=self.checkpoint_path,
-            plot_path=self.plot_path, samples=samples)
+            plot_path=self.plot_path, samples=samples, metrics=metrics)
 
     def _loop(self):
         c = self.config
