@@ -13,6 +13,8 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.autograd import Tensor
 from tinyllm.functional.dropout import dropout
+from tinyllm.kernels import backend
+from tinyllm.ops.attention import fused_attention
 
 
 def causal_mask(L, S=None):
@@ -46,6 +48,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     A query whose every key is masked has no distribution to average with: its weights, its
     output row and the gradients through it are all 0 (PyTorch 2.x returns zeros too, rather
     than the NaN of softmax over -inf everywhere).
+
+    Two routes compute the same numbers. Without dropout, and with no mask, ``is_causal`` or a
+    boolean key-padding mask, the "numba" and "cuda" backends (and "auto") run the fused
+    kernels of ``tinyllm.ops.attention.fused_attention``, which never build the (L, S) weights;
+    everything else, and the "numpy" backend, runs the composite written out below (scores,
+    mask, softmax, weighted sum), which autograd differentiates op by op.
     """
     if value.ndim < 2:
         raise ValueError("scaled_dot_product_attention: value must have shape (..., length, "
@@ -54,10 +62,48 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise ValueError("scaled_dot_product_attention: key of shape %s and value of shape %s "
                          "must have the same number of positions S (axis -2)"
                          % (tuple(key.shape), tuple(value.shape)))
+    if dropout_p == 0.0 and backend.resolve("attention") != "numpy":
+        fused = _fused_route(query, key, value, attn_mask, is_causal, scale)
+        if fused is not None:
+            return fused
     weights = attention_weights(query, key, attn_mask, is_causal, scale)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True, generator=generator)
     return ops.matmul(weights, value)
+
+
+def _fused_route(query, key, value, attn_mask, is_causal, scale):
+    """The output through ``fused_attention``, or None when the fused kernels do not cover the
+    call (broadcast leading axes, a float mask, a mask that varies along L or across heads).
+
+    fused_attention takes (B, H, T, D). Four-dimensional inputs go in as they are; other
+    leading axes (..., L, E) are flattened into the heads of one batch entry, B = 1. A boolean
+    ``attn_mask`` (True = may attend) is a key-padding mask when it has shape (S,) or
+    (B or 1, 1, 1, S): the same keys are hidden from every query of every head.
+    """
+    tensors = (query, key, value)
+    if not all(isinstance(t, Tensor) and t.ndim >= 2 and t.dtype.kind == "f" for t in tensors):
+        return None
+    lead = tuple(query.shape[:-2])
+    if tuple(key.shape[:-2]) != lead or tuple(value.shape[:-2]) != lead \
+            or key.shape[-1] != query.shape[-1] or (is_causal and attn_mask is not None):
+        return None
+    key_padding_mask = None
+    if attn_mask is not None:
+        mask = _as_array(attn_mask)
+        S = key.shape[-2]
+        if len(lead) != 2 or mask.dtype != np.bool_ or mask.ndim > 4:
+            return None
+        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+        if mask.shape[1:] != (1, 1, S) or mask.shape[0] not in (1, lead[0]):
+            return None
+        key_padding_mask = np.broadcast_to(~mask[:, 0, 0, :], (lead[0], S))
+    if len(lead) == 2:
+        return fused_attention(query, key, value, is_causal, key_padding_mask, scale)
+    heads = (1, int(np.prod(lead)))
+    q, k, v = (ops.reshape(t, heads + tuple(t.shape[-2:])) for t in tensors)
+    out = fused_attention(q, k, v, is_causal, None, scale)
+    return ops.reshape(out, lead + tuple(out.shape[-2:]))
 
 
 def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):

@@ -21,6 +21,7 @@ import numpy as np
 
 from tinyllm import ops
 from tinyllm.autograd import Function, Tensor
+from tinyllm.kernels import fused
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -244,6 +245,32 @@ class CrossEntropy(Function):
         return grad_logits.astype(log_probs.dtype, copy=False), None
 
 
+class SoftmaxCrossEntropy(Function):
+    """The common case of ``CrossEntropy`` in one kernel: logits z (N, C), class indices y (N,),
+    no class weights, no label smoothing, reduction "mean" (a language model's loss).
+
+    With n the number of rows whose target is not ``ignore_index``:
+
+        loss = (1 / n) sum_i (logsumexp(z_i) - z_i[y_i]),
+        dL/dz_i = (softmax(z_i) - onehot(y_i)) / n          (0 for an ignored row)
+
+    Both come out of one call to ``tinyllm.kernels.fused.softmax_cross_entropy`` in the forward
+    pass (the NumPy reference or the fused Numba rows, as the backend chooses), since they share
+    the exponentials; the backward only scales the saved gradient by the upstream one.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, ignore_index=-100):
+        loss, grad_logits = fused.softmax_cross_entropy(logits, target, ignore_index)
+        ctx.save_for_backward(grad_logits)
+        return np.asarray(loss)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (grad_logits,) = ctx.saved_tensors
+        return grad_logits * grad, None
+
+
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
     """Cross-entropy between logits and targets: -sum_c q_c log softmax(z)_c per sample.
@@ -259,7 +286,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     0 / 0 = NaN, as in PyTorch.
 
     The math (forward and the closed-form backward dL/dz = softmax(z) - onehot(y)) is in the
-    docstring of ``CrossEntropy``.
+    docstring of ``CrossEntropy``; the common case (logits (N, C), class indices, no weight,
+    no smoothing, "mean") runs the one-kernel ``SoftmaxCrossEntropy``.
     """
     check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -271,6 +299,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     input, target = _batch_first("cross_entropy", input, target)
     if not isinstance(target, Tensor):
         _check_class_indices("cross_entropy", input.shape, target, ignore_index)
+    if (input.ndim == 2 and not isinstance(target, Tensor) and weight is None
+            and label_smoothing == 0.0 and reduction == "mean"):
+        return SoftmaxCrossEntropy.apply(input, target, ignore_index=ignore_index)
     weight = _class_weight("cross_entropy", weight, input.shape[1], input.dtype)
     loss = CrossEntropy.apply(input, target, weight=weight, ignore_index=ignore_index,
                               reduction=reduction, label_smoothing=float(label_smoothing))

@@ -2,12 +2,10 @@
 the backward is the upstream gradient times the local derivative, dL/dx = dL/dy * f'(x).
 """
 
-import math
-
 import numpy as np
 
 from tinyllm.autograd import Function, Tensor, sum_to_shape
-from tinyllm.kernels.special import erf
+from tinyllm.kernels import fused
 from tinyllm.ops.arithmetic import operands, promote
 
 
@@ -145,9 +143,6 @@ class ReLU(Function):
         return grad * (y > 0)
 
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-
 class GELU(Function):
     """Gaussian error linear unit, y = x * Phi(x) with Phi the standard normal CDF.
 
@@ -155,26 +150,21 @@ class GELU(Function):
       dy/dx = Phi(x) + x * phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi);
     - ``approximate="tanh"``: y = x/2 * (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), and
       dy/dx = (1 + tanh u)/2 + x/2 * (1 - tanh^2 u) * sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+
+    Both passes run ``tinyllm.kernels.fused.gelu_forward`` / ``gelu_backward``: these formulas
+    written with NumPy on the "numpy" backend, one fused pass with Numba otherwise.
     """
 
     @staticmethod
     def forward(ctx, x, approximate="none"):
         ctx.save_for_backward(x)
         ctx.approximate = approximate
-        if approximate == "tanh":
-            return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
-        return 0.5 * x * (1 + erf(x / math.sqrt(2)))
+        return fused.gelu_forward(x, approximate)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        if ctx.approximate == "tanh":
-            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            du_dx = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du_dx)
-        cdf = 0.5 * (1 + erf(x / math.sqrt(2)))
-        pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return grad * (cdf + x * pdf)
+        return fused.gelu_backward(grad, x, ctx.approximate)
 
 
 class Maximum(Function):

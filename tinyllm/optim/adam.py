@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tinyllm.kernels import backend, fused
 from tinyllm.optim.optimizer import Optimizer
 
 
@@ -28,6 +29,10 @@ class Adam(Optimizer):
     With weight_decay the L2 term goes through m and v and is rescaled like the gradient, so
     parameters with large gradients are hardly decayed; ``AdamW`` decouples the decay.
 
+    ``update`` below writes the step out with NumPy (the "numpy" backend runs it); the other
+    backends run the same formulas in one pass over each parameter, the Numba kernel
+    ``tinyllm.kernels.fused.adam_update``.
+
     Args:
         params: tensors, or dicts of parameter groups (see ``Optimizer``).
         lr: learning rate (>= 0).
@@ -38,6 +43,8 @@ class Adam(Optimizer):
             step size never grows back after a burst of large gradients.
         maximize: maximise the objective instead of minimising it.
     """
+
+    decoupled_weight_decay = False      # AdamW: shrink p instead of adding wd * p to g
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, maximize=False):
@@ -63,6 +70,16 @@ class Adam(Optimizer):
             raise ValueError("%s: invalid weight_decay value %r (weight_decay must be >= 0)"
                              % (name, group["weight_decay"]))
 
+    def _fused_update_applies(self, param, exp_avg, exp_avg_sq, group):
+        """Whether the one-pass kernel ``tinyllm.kernels.fused.adam_update`` does this step:
+        when the backend runs that kernel with Numba (on "numpy" the lines below are the
+        reference), for float32/float64 arrays that are C-contiguous (updated in place through
+        flat views), without amsgrad (which the kernel does not keep)."""
+        arrays = (param.data, exp_avg, exp_avg_sq)
+        return (backend.resolve("adam") != "numpy" and not group["amsgrad"]
+                and all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+                        for a in arrays))
+
     def apply_weight_decay(self, param, grad, group):
         """Adam's weight decay: the L2 term weight_decay * p joins the gradient."""
         return grad + group["weight_decay"] * param.data
@@ -81,10 +98,15 @@ class Adam(Optimizer):
 
         if group["maximize"]:
             grad = -grad
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if self._fused_update_applies(param, m, v, group):
+            fused.adam_update(param.data, grad, m, v, t, lr, beta1, beta2, eps,
+                              group["weight_decay"], decoupled=self.decoupled_weight_decay)
+            param._version += 1
+            return
         if group["weight_decay"] != 0:
             grad = self.apply_weight_decay(param, grad, group)
 
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1
         m += (1 - beta1) * grad
         v *= beta2
@@ -117,6 +139,8 @@ class AdamW(Adam):
                  amsgrad=False, maximize=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize)
+
+    decoupled_weight_decay = True
 
     def apply_weight_decay(self, param, grad, group):
         """AdamW's weight decay: shrink the parameter itself; the gradient is unchanged."""
