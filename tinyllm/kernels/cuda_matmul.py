@@ -14,8 +14,9 @@ by memory bandwidth. This one:
   in registers: per step of k it reads 4 numbers of A and 4 of B from shared memory and does
   16 multiply-adds, so shared-memory traffic is a quarter of the arithmetic;
 - spreads a thread's micro-tile with a stride of TILE/MICRO (rows ty, ty + 16, ...; columns
-  tx, tx + 16, ...), so that the 32 threads of a warp read 32 consecutive columns of B in shared
-  memory (no bank conflicts) and write 32 consecutive elements of C (coalesced stores).
+  tx, tx + 16, ...). A warp of 32 threads is two rows of the 16 x 16 thread block: its threads
+  read 16 consecutive columns of B in shared memory, each column by two threads (a broadcast,
+  no bank conflict), and write runs of 16 consecutive elements of C (coalesced stores).
 
 Global memory traffic: each element of A is read m / TILE times, each of B n / TILE times,
 instead of m and n times. The kernel must equal ``tinyllm.kernels.matmul.matmul_reference``.
