@@ -134,7 +134,7 @@ def evaluate(model, windows, batch_size):
     total, count = 0.0, 0
     for start in range(0, len(windows), batch_size):
         batch = torch.as_tensor(windows[start:start + batch_size], dtype=torch.long)
-        loss = model(batch[:, :-1], batch[:, 1:])
+        loss = model(batch[:, :-1].contiguous(), batch[:, 1:].contiguous())
         total += loss.item() * len(batch)
         count += len(batch)
     model.train()

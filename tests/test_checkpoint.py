@@ -2,6 +2,7 @@
 corrupt, foreign and other-model files; writes are atomic."""
 
 import json
+import stat
 
 import numpy as np
 import pytest
@@ -183,3 +184,10 @@ def test_unknown_model_types_and_non_finite_json_are_refused(tmp_path):
     with pytest.raises(ValueError):
         save_checkpoint(tmp_path / "c.npz", model, "gpt", args,
                         history={"train_loss": [float("nan")]})
+
+
+def test_the_checkpoint_gets_the_usual_file_permissions(saved):
+    path, _, _, _ = saved
+    reference = path.parent / "reference.txt"
+    reference.write_text("written the ordinary way")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)

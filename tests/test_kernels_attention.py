@@ -31,22 +31,18 @@ def make_inputs(seed, B, H, Tq, Tk, D, Dv, dtype, padding=False):
 def run_forward(q, k, v, scale, causal, mask):
     """The Numba forward into outputs poisoned with NaN."""
     B, H, Tq, _ = q.shape
-    out = np.full((B * H, Tq, v.shape[-1]), np.nan, dtype=q.dtype)
-    lse = np.full((B * H, Tq), np.nan, dtype=q.dtype)
-    kernels.attention_forward_numba(kernels._as_heads(q), kernels._as_heads(k),
-                                    kernels._as_heads(v), q.dtype.type(scale), causal,
-                                    kernels._padding_array(mask), H, out, lse)
-    return out.reshape(B, H, Tq, -1), lse.reshape(B, H, Tq)
+    out = np.full((B, H, Tq, v.shape[-1]), np.nan, dtype=q.dtype)
+    lse = np.full((B, H, Tq), np.nan, dtype=q.dtype)
+    kernels.attention_forward_numba(q, k, v, q.dtype.type(scale), causal,
+                                    kernels._padding_array(mask), out, lse)
+    return out, lse
 
 
 def run_backward(grad_out, q, k, v, out, lse, scale, causal, mask):
     """The Numba backward into gradients poisoned with NaN."""
-    H = q.shape[1]
     grads = [np.full(x.shape, np.nan, dtype=q.dtype) for x in (q, k, v)]
-    kernels.attention_backward_numba(*(kernels._as_heads(x) for x in (grad_out, q, k, v, out)),
-                                     lse.reshape(-1, q.shape[2]), q.dtype.type(scale), causal,
-                                     kernels._padding_array(mask), H,
-                                     *(g.reshape((-1,) + g.shape[2:]) for g in grads))
+    kernels.attention_backward_numba(grad_out, q, k, v, out, lse, q.dtype.type(scale), causal,
+                                     kernels._padding_array(mask), *grads)
     return grads
 
 

@@ -10,7 +10,13 @@ holds them together.
 - ``attention``: fused scaled-dot-product attention with the online softmax, forward and
   backward; ``cuda_attention``: its GPU version;
 - ``fused``: softmax + cross-entropy, layer norm, GELU and the Adam/AdamW update in one pass;
-- ``special``: elementwise functions NumPy lacks (``erf``).
+- ``special``: elementwise functions NumPy lacks (``erf``), and float32 ``erf`` and ``exp``
+  that the kernels' loops compile to SIMD code;
+- ``cpu_runtime``: two process-wide settings, applied here on import, that keep Numba's idle
+  threads from spinning and freed memory from going back to the operating system between
+  training steps.
 
 This package is the bottom layer of tinyllm: it imports NumPy and Numba only.
 """
+
+from tinyllm.kernels import cpu_runtime  # noqa: F401  (applies its settings before any kernel)

@@ -35,6 +35,11 @@ tinyllm.functional); ``key_padding_mask`` (B, Tk) is True at padded keys, which 
 A query that sees no key at all (every key masked) gets output 0, L = -inf and gradient 0
 through it, never NaN (as PyTorch 2.x and ``tinyllm.functional.scaled_dot_product_attention``).
 
+Exponentials: one per visible score, forward and backward, the kernels' costliest scalar
+work. Causally masked scores get none, and float32 kernels use ``exp_float32``
+(``tinyllm.kernels.special``), which the compiler turns into SIMD code, instead of one
+``math.exp`` call per score.
+
 The kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``
 to float rounding.
 """
@@ -46,6 +51,7 @@ from numba import njit, prange
 
 from tinyllm.kernels import backend
 from tinyllm.kernels.matmul import block_matmul_add
+from tinyllm.kernels.special import exp_float32
 
 BLOCK_Q = 64     # query rows per parallel task (forward) and per block (backward)
 BLOCK_K = 64     # keys per block
@@ -120,32 +126,46 @@ def _scores_block(s, q, k_t, i0, j0, scale, is_causal, padding, b):
         _mask_block(s, i0, j0, is_causal, padding, b)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def attention_forward_numba(q, k, v, scale, is_causal, padding, num_heads, out, lse):
-    """Fused forward (online softmax) into ``out`` (BH, Tq, Dv) and ``lse`` (BH, Tq).
+@njit(inline="always")
+def _visible_keys(is_causal, i, j0, nk):
+    """How many of the keys j0 .. j0 + nk - 1 query i can see before the causal mask starts:
+    the columns of a score block whose exponentials are worth computing (0 if none)."""
+    return max(0, min(nk, i - j0 + 1)) if is_causal else nk
 
-    q (BH, Tq, D), k (BH, Tk, D), v (BH, Tk, Dv), C-contiguous, BH = batch * heads; padding
-    is a (B, Tk) boolean array (True = padded key) or a (0, 0) array for none. Tasks (head,
-    block of BLOCK_Q queries) run in parallel; each holds m, l, acc and one block of scores.
+
+@njit(inline="always")
+def _exp(x, float32_math):
+    """e^x: ``exp_float32`` (SIMD) for float32 kernels, ``math.exp`` for float64 ones."""
+    return exp_float32(x) if float32_math else math.exp(x)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse):
+    """Fused forward (online softmax) into ``out`` (B, H, Tq, Dv) and ``lse`` (B, H, Tq).
+
+    q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), with any strides (a GPT's heads are
+    strided views of one (B, T, 3C) array; every block is copied into a small contiguous
+    buffer here anyway); padding is a (B, Tk) boolean array (True = padded key) or a (0, 0)
+    array for none. Tasks (batch entry, head, block of BLOCK_Q queries) run in parallel; each
+    holds m, l, acc and one block of scores. Causally masked scores get no exponential.
     """
-    BH, Tq, D = q.shape
-    Tk, Dv = k.shape[1], v.shape[2]
+    B, H, Tq, D = q.shape
+    Tk, Dv = k.shape[2], v.shape[3]
+    float32_math = q.itemsize == 4                      # float32 data: SIMD exp
     q_blocks = (Tq + BLOCK_Q - 1) // BLOCK_Q
-    for task in prange(BH * q_blocks):
-        bh = task // q_blocks
-        b = bh // num_heads
-        i0 = (task % q_blocks) * BLOCK_Q
+    for task in prange(B * H * q_blocks):
+        b, h, i0 = task // (H * q_blocks), (task // q_blocks) % H, (task % q_blocks) * BLOCK_Q
         i1 = min(i0 + BLOCK_Q, Tq)
         nq = i1 - i0
-        q_block = q[bh, i0:i1]
+        q_block = np.ascontiguousarray(q[b, h, i0:i1])
         row_max = np.full(nq, -np.inf, dtype=q.dtype)
         row_sum = np.zeros(nq, dtype=q.dtype)
         acc = np.zeros((nq, Dv), dtype=q.dtype)
         last_key = min(Tk, i1) if is_causal else Tk         # causal: later keys are all masked
         for j0 in range(0, last_key, BLOCK_K):
             j1 = min(j0 + BLOCK_K, last_key)
-            k_t = np.ascontiguousarray(k[bh, j0:j1].T)      # (D, nk): rows contiguous
-            v_block = np.ascontiguousarray(v[bh, j0:j1])
+            k_t = np.ascontiguousarray(k[b, h, j0:j1].T)    # (D, nk): rows contiguous
+            v_block = np.ascontiguousarray(v[b, h, j0:j1])
             s = np.empty((nq, j1 - j0), dtype=q.dtype)
             _scores_block(s, q_block, k_t, i0, j0, scale, is_causal, padding, b)
             for r in range(nq):
@@ -153,64 +173,72 @@ def attention_forward_numba(q, k, v, scale, is_causal, padding, num_heads, out, 
                 if new_max == -np.inf:                      # nothing seen yet in this row
                     s[r, :] = 0
                     continue
-                rescale = math.exp(row_max[r] - new_max)
+                rescale = _exp(row_max[r] - new_max, float32_math)
+                visible = _visible_keys(is_causal, i0 + r, j0, j1 - j0)
                 total = 0.0
-                for c in range(j1 - j0):
-                    s[r, c] = math.exp(s[r, c] - new_max)  # now P-tilde, unnormalised weights
+                for c in range(visible):
+                    s[r, c] = _exp(s[r, c] - new_max, float32_math)  # P-tilde: unnormalised
                     total += s[r, c]
+                s[r, visible:] = 0
                 row_sum[r] = rescale * row_sum[r] + total
                 acc[r] *= rescale
                 row_max[r] = new_max
             block_matmul_add(acc, s, v_block)
         for r in range(nq):
             if row_sum[r] == 0:                             # no visible key: defined as 0
-                out[bh, i0 + r] = 0
-                lse[bh, i0 + r] = -np.inf
+                out[b, h, i0 + r] = 0
+                lse[b, h, i0 + r] = -np.inf
             else:
-                out[bh, i0 + r] = acc[r] / row_sum[r]
-                lse[bh, i0 + r] = row_max[r] + math.log(row_sum[r])
+                out[b, h, i0 + r] = acc[r] / row_sum[r]
+                lse[b, h, i0 + r] = row_max[r] + math.log(row_sum[r])
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding, num_heads,
+def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding,
                              grad_q, grad_k, grad_v):
     """Fused backward (FlashAttention-2) into grad_q, grad_k, grad_v (shapes of q, k, v).
 
-    Shapes as ``attention_forward_numba``; lse from the forward. Heads run in parallel. For
-    each block of keys, dK and dV are summed over all query blocks in small buffers; dQ is
-    summed in place, key block after key block. P is rebuilt from the scores and L.
+    Shapes as ``attention_forward_numba`` (any strides); lse (B, H, Tq) from the forward.
+    (Batch entry, head) pairs run in parallel. For each block of keys, dK and dV are summed
+    over all query blocks in small buffers; dQ is summed in place, key block after key block.
+    P is rebuilt from the scores and L, with no exponential for causally masked scores.
     """
-    BH, Tq, D = q.shape
-    Tk, Dv = k.shape[1], v.shape[2]
-    for bh in prange(BH):
-        b = bh // num_heads
+    B, H, Tq, D = q.shape
+    Tk, Dv = k.shape[2], v.shape[3]
+    float32_math = q.itemsize == 4                      # float32 data: SIMD exp
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
         delta = np.empty(Tq, dtype=q.dtype)
         for i in range(Tq):
             total = 0.0
             for d in range(Dv):
-                total += grad_out[bh, i, d] * out[bh, i, d]
+                total += grad_out[b, h, i, d] * out[b, h, i, d]
             delta[i] = total
         grad_q_acc = np.zeros((Tq, D), dtype=q.dtype)
         for j0 in range(0, Tk, BLOCK_K):
             j1 = min(j0 + BLOCK_K, Tk)
             nk = j1 - j0
-            k_block = np.ascontiguousarray(k[bh, j0:j1])    # (nk, D)
+            k_block = np.ascontiguousarray(k[b, h, j0:j1])  # (nk, D)
             k_t = np.ascontiguousarray(k_block.T)           # (D, nk)
-            v_t = np.ascontiguousarray(v[bh, j0:j1].T)      # (Dv, nk)
+            v_t = np.ascontiguousarray(v[b, h, j0:j1].T)    # (Dv, nk)
             grad_k_acc = np.zeros((nk, D), dtype=q.dtype)
             grad_v_acc = np.zeros((nk, Dv), dtype=q.dtype)
             first_query = j0 if is_causal else 0            # earlier queries see none of them
             for i0 in range(first_query - first_query % BLOCK_Q, Tq, BLOCK_Q):
                 i1 = min(i0 + BLOCK_Q, Tq)
                 nq = i1 - i0
-                q_block = np.ascontiguousarray(q[bh, i0:i1])
-                grad_out_block = np.ascontiguousarray(grad_out[bh, i0:i1])
+                q_block = np.ascontiguousarray(q[b, h, i0:i1])
+                grad_out_block = np.ascontiguousarray(grad_out[b, h, i0:i1])
                 p = np.empty((nq, nk), dtype=q.dtype)
                 _scores_block(p, q_block, k_t, i0, j0, scale, is_causal, padding, b)
                 for r in range(nq):
-                    row_lse = lse[bh, i0 + r]
-                    for c in range(nk):
-                        p[r, c] = 0.0 if row_lse == -np.inf else math.exp(p[r, c] - row_lse)
+                    row_lse = lse[b, h, i0 + r]
+                    visible = _visible_keys(is_causal, i0 + r, j0, nk)
+                    if row_lse == -np.inf:                  # a row that sees no key
+                        visible = 0
+                    for c in range(visible):
+                        p[r, c] = _exp(p[r, c] - row_lse, float32_math)
+                    p[r, visible:] = 0
                 block_matmul_add(grad_v_acc, p.T, grad_out_block)      # dV += P^T dO
                 ds = np.zeros((nq, nk), dtype=q.dtype)
                 block_matmul_add(ds, grad_out_block, v_t)              # dP = dO V^T
@@ -219,17 +247,12 @@ def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padd
                         ds[r, c] = p[r, c] * (ds[r, c] - delta[i0 + r])  # dS
                 block_matmul_add(grad_q_acc[i0:i1], ds, k_block)       # dQ += dS K
                 block_matmul_add(grad_k_acc, ds.T, q_block)            # dK += dS^T Q
-            grad_k[bh, j0:j1] = grad_k_acc * scale
-            grad_v[bh, j0:j1] = grad_v_acc
-        grad_q[bh] = grad_q_acc * scale
+            grad_k[b, h, j0:j1] = grad_k_acc * scale
+            grad_v[b, h, j0:j1] = grad_v_acc
+        grad_q[b, h] = grad_q_acc * scale
 
 
 # ----- the entry points that the autograd op calls --------------------------------------------
-def _as_heads(x):
-    """(B, H, T, D) -> C-contiguous (B * H, T, D)."""
-    return np.ascontiguousarray(x).reshape((-1,) + x.shape[2:])
-
-
 def _padding_array(key_padding_mask):
     if key_padding_mask is None:
         return np.zeros((0, 0), dtype=np.bool_)
@@ -246,11 +269,11 @@ def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
         return cuda_attention.attention_forward_cuda(q, k, v, scale, is_causal,
                                                      key_padding_mask)
     B, H, Tq, _ = q.shape
-    out = np.empty((B * H, Tq, v.shape[-1]), dtype=q.dtype)
-    lse = np.empty((B * H, Tq), dtype=q.dtype)
-    attention_forward_numba(_as_heads(q), _as_heads(k), _as_heads(v), q.dtype.type(scale),
-                            bool(is_causal), _padding_array(key_padding_mask), H, out, lse)
-    return out.reshape(B, H, Tq, -1), lse.reshape(B, H, Tq)
+    out = np.empty((B, H, Tq, v.shape[-1]), dtype=q.dtype)
+    lse = np.empty((B, H, Tq), dtype=q.dtype)
+    attention_forward_numba(q, k, v, q.dtype.type(scale), bool(is_causal),
+                            _padding_array(key_padding_mask), out, lse)
+    return out, lse
 
 
 def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
@@ -264,14 +287,9 @@ def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
         from tinyllm.kernels import cuda_attention
         return cuda_attention.attention_backward_cuda(grad_out, q, k, v, out, lse, scale,
                                                       is_causal, key_padding_mask)
-    H = q.shape[1]
-    grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))  # C order
-    attention_backward_numba(_as_heads(grad_out.astype(q.dtype, copy=False)), _as_heads(q),
-                             _as_heads(k), _as_heads(v), _as_heads(out),
-                             np.ascontiguousarray(lse, dtype=q.dtype).reshape(-1, q.shape[2]),
-                             q.dtype.type(scale), bool(is_causal),
-                             _padding_array(key_padding_mask), H,
-                             grad_q.reshape((-1,) + q.shape[2:]),
-                             grad_k.reshape((-1,) + k.shape[2:]),
-                             grad_v.reshape((-1,) + v.shape[2:]))
+    grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
+    attention_backward_numba(grad_out.astype(q.dtype, copy=False), q, k, v, out,
+                             lse.astype(q.dtype, copy=False), q.dtype.type(scale),
+                             bool(is_causal), _padding_array(key_padding_mask),
+                             grad_q, grad_k, grad_v)
     return grad_q, grad_k, grad_v

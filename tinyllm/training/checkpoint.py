@@ -28,7 +28,7 @@ file.
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -150,11 +150,16 @@ def _json_value(value):
 
 
 def _write_atomically(path, arrays):
-    """np.savez to a temporary file beside ``path``, fsync, rename over ``path``."""
+    """np.savez to a temporary file beside ``path``, fsync, rename over ``path``.
+
+    The temporary name is unique to this process and call ("x" mode refuses to reuse one),
+    and the file is created with the usual permissions (the umask applies, unlike with
+    ``tempfile.mkstemp``, whose files only their owner can read).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name("%s.%d.%s.tmp" % (path.name, os.getpid(), uuid.uuid4().hex[:8]))
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())

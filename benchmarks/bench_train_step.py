@@ -1,0 +1,356 @@
+"""One GPT training step of tinyllm against the same step in PyTorch, measured side by side.
+
+    python benchmarks/bench_train_step.py            # ms/step, tokens/s and peak memory
+    python benchmarks/bench_train_step.py --train    # 2000 steps each, then validation losses
+
+The configuration is nanoGPT's small CPU run: n_layer 4, n_head 4, n_embd 128, block_size 64,
+batch 12, dropout 0, bias on, the character vocabulary of the pydoc corpus
+(``tinyllm.data.load_corpus("pydoc")``), AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1
+on the matrices), warm-up 100 steps then cosine decay to 1e-4 at step 2000, gradient clipping
+at 1.0. A step is forward, backward, clipping and the AdamW update.
+
+Each framework runs in a subprocess of its own (a "worker"), so that its threads, its memory
+allocator settings and its peak memory are its own. The PyTorch worker never imports tinyllm.
+Both read the same batches: the parent draws every window start once, from a seeded NumPy
+generator, and hands the same (x, y) windows to both. Both initialise by the same policy
+(normal(0, 0.02), the residual projections c_proj scaled by 1 / sqrt(2 n_layer), biases 0),
+each from its own seeded generator.
+
+Timing: after a warm-up, the parent asks the workers in turn for rounds of steps (tinyllm,
+PyTorch, tinyllm, ...), so that both see the same load from other programs, and reports the
+median (and best) time of a step. Memory: each worker's peak resident set (VmHWM in
+/proc/self/status, which sees every allocator, PyTorch's included), and the part of it above
+the resident set after the imports. ``--train``: each worker trains for the full 2000 steps
+and evaluates the loss on the same fixed validation windows (consecutive, non-overlapping
+windows of the last 10% of the corpus) every 500 steps.
+
+The PyTorch side is ``benchmarks/reference_gpt_torch.py``; without PyTorch installed, only
+tinyllm's numbers are printed.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORIGINAL_ENVIRONMENT = dict(os.environ)        # before tinyllm sets any of its defaults
+
+CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+              bias=True)
+OPTIM = dict(learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
+             weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0)
+EVAL_EVERY = 500
+EVAL_BATCH = 64
+
+
+# ----- the data both workers share -------------------------------------------------------------
+def prepare_data(path, steps, seed):
+    """Encode the pydoc corpus, split it 90/10, draw the window starts of every training step,
+    cut the fixed validation windows, and save it all to ``path`` (an .npz file)."""
+    from tinyllm.data import CharTokenizer, load_corpus, train_val_split
+    text = load_corpus("pydoc")
+    tokenizer = CharTokenizer.from_text(text)
+    ids = np.array(tokenizer.encode(text), dtype=np.int64)
+    train, val = train_val_split(ids, 0.1)
+    T, B = CONFIG["block_size"], CONFIG["batch_size"]
+    starts = np.random.default_rng(seed).integers(0, len(train) - T, size=(steps, B))
+    val_starts = np.arange(0, len(val) - T, T)
+    val_windows = val[val_starts[:, None] + np.arange(T + 1)]           # (n, T + 1)
+    np.savez(path, train=train, starts=starts, val_windows=val_windows,
+             vocab_size=tokenizer.vocab_size)
+    return tokenizer.vocab_size, len(train), len(val_windows)
+
+
+def batch(data, step):
+    """(x, y) int64 (B, T) of training step ``step``: the windows at its drawn starts."""
+    T = CONFIG["block_size"]
+    windows = data["train"][data["starts"][step][:, None] + np.arange(T + 1)]
+    return np.ascontiguousarray(windows[:, :-1]), np.ascontiguousarray(windows[:, 1:])
+
+
+def peak_memory():
+    """(peak resident set, resident set now) of this process, in MiB."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+# ----- the two workers ---------------------------------------------------------------------------
+class TinyllmRunner:
+    """tinyllm's GPT, AdamW and schedule (as ``tinyllm.training`` trains it)."""
+    name = "tinyllm"
+
+    def __init__(self, vocab_size, seed):
+        import tinyllm
+        from tinyllm.models.gpt import GPT, GPTConfig
+        from tinyllm.nn.utils import clip_grad_norm_
+        from tinyllm.optim.lr_scheduler import warmup_cosine_lr
+        self.clip_grad_norm_, self.warmup_cosine_lr = clip_grad_norm_, warmup_cosine_lr
+        self.no_grad = tinyllm.no_grad
+        tinyllm.manual_seed(seed)
+        self.model = GPT(GPTConfig(vocab_size=vocab_size, **{k: CONFIG[k] for k in (
+            "n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")}))
+        self.optimizer = self.model.configure_optimizers(OPTIM["weight_decay"],
+                                                         OPTIM["learning_rate"],
+                                                         OPTIM["betas"])
+        self.description = "tinyllm backend %s" % tinyllm.get_backend()
+
+    def lr(self, step):
+        return self.warmup_cosine_lr(step, OPTIM["learning_rate"], OPTIM["warmup_iters"],
+                                     OPTIM["lr_decay_iters"], OPTIM["min_lr"])
+
+    def step(self, x, y, lr):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.clip_grad_norm_(self.model.parameters(), OPTIM["grad_clip"])
+        self.optimizer.step()
+        return float(loss.data)
+
+    def evaluate(self, windows):
+        self.model.eval()
+        total = 0.0
+        with self.no_grad():
+            for start in range(0, len(windows), EVAL_BATCH):
+                chunk = windows[start:start + EVAL_BATCH]
+                _, loss = self.model(chunk[:, :-1], chunk[:, 1:])
+                total += float(loss.data) * len(chunk)
+        self.model.train()
+        return total / len(windows)
+
+
+class TorchRunner:
+    """The PyTorch reference of ``benchmarks/reference_gpt_torch.py``."""
+    name = "PyTorch"
+
+    def __init__(self, vocab_size, seed, threads):
+        import torch
+        sys.path.insert(0, HERE)
+        import reference_gpt_torch as reference
+        self.torch, self.reference = torch, reference
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        self.model = reference.GPT(vocab_size, CONFIG["block_size"], CONFIG["n_layer"],
+                                   CONFIG["n_head"], CONFIG["n_embd"], CONFIG["bias"])
+        self.optimizer = self.model.configure_optimizers(OPTIM["weight_decay"],
+                                                         OPTIM["learning_rate"],
+                                                         OPTIM["betas"])
+        self.description = "PyTorch %s, %d threads" % (torch.__version__,
+                                                      torch.get_num_threads())
+
+    def lr(self, step):
+        return self.reference.get_lr(step, OPTIM["learning_rate"], OPTIM["warmup_iters"],
+                                     OPTIM["lr_decay_iters"], OPTIM["min_lr"])
+
+    def step(self, x, y, lr):
+        return self.reference.train_step(self.model, self.optimizer, self.torch.as_tensor(x),
+                                         self.torch.as_tensor(y), lr, OPTIM["grad_clip"])
+
+    def evaluate(self, windows):
+        return self.reference.evaluate(self.model, windows, EVAL_BATCH)
+
+
+def worker(framework, data_path, seed, torch_threads):
+    """Serve the parent's requests, one JSON line in and one out: {"run": [first, count]} runs
+    training steps first .. first + count - 1 and answers their times; {"evaluate": true}
+    answers the validation loss; {"quit": true} answers the memory figures."""
+    data = dict(np.load(data_path))
+    vocab_size = int(data["vocab_size"])
+    if framework == "tinyllm":
+        runner = TinyllmRunner(vocab_size, seed)
+    else:
+        runner = TorchRunner(vocab_size, seed, torch_threads)
+    _, rss_after_setup = peak_memory()             # imports, data and model, before any step
+    reply({"ready": runner.description})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "run" in request:
+            first, count = request["run"]
+            times, losses, lrs = [], [], []
+            for step in range(first, first + count):
+                x, y = batch(data, step)
+                lr = runner.lr(step)
+                start = time.perf_counter()
+                losses.append(runner.step(x, y, lr))
+                times.append(time.perf_counter() - start)
+                lrs.append(lr)
+            reply({"times": times, "losses": losses, "lrs": lrs})
+        elif "evaluate" in request:
+            reply({"val_loss": runner.evaluate(data["val_windows"])})
+        else:
+            peak, _ = peak_memory()
+            reply({"peak_mib": peak, "rss_after_setup_mib": rss_after_setup})
+            return
+
+
+def reply(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+class Worker:
+    """The parent's handle on one worker subprocess."""
+
+    def __init__(self, framework, data_path, args):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", framework,
+                   "--data", data_path, "--seed", str(args.seed),
+                   "--torch-threads", str(args.torch_threads)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=ORIGINAL_ENVIRONMENT)
+        self.description = self.ask(None)["ready"]
+
+    def ask(self, request):
+        if request is not None:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("a benchmark worker stopped; its error is printed above")
+        return json.loads(line)
+
+    def finish(self):
+        memory = self.ask({"quit": True})
+        self.process.wait()
+        return memory
+
+
+# ----- the two modes -------------------------------------------------------------------------------
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def time_steps(workers, args):
+    """Warm up, then alternate rounds of timed steps between the workers."""
+    for w in workers:
+        w.ask({"run": [0, args.warmup]})
+    step = args.warmup
+    times = {w.description: [] for w in workers}
+    for _ in range(args.rounds):
+        for w in workers:
+            times[w.description] += w.ask({"run": [step, args.steps]})["times"]
+        step += args.steps
+    return times
+
+
+def report_timing(workers, times, memory):
+    tokens = CONFIG["batch_size"] * CONFIG["block_size"]
+    medians = {}
+    print("\n%-36s %10s %10s %12s %14s %18s" % ("one training step", "median ms", "best ms",
+                                                 "tokens/s", "peak RSS MiB",
+                                                 "above setup MiB"))
+    for w in workers:
+        t = times[w.description]
+        medians[w.description] = statistics.median(t)
+        m = memory[w.description]
+        print("%-36s %10.1f %10.1f %12.0f %14.0f %18.0f" % (
+            w.description, 1e3 * medians[w.description], 1e3 * min(t),
+            tokens / medians[w.description], m["peak_mib"],
+            m["peak_mib"] - m["rss_after_setup_mib"]))
+    if len(workers) == 2:
+        ours, theirs = (medians[w.description] for w in workers)
+        m_ours, m_theirs = (memory[w.description] for w in workers)
+        print("\ntinyllm / PyTorch, time per step (medians): %.2f   (target <= 1.5)"
+              % (ours / theirs))
+        print("tinyllm / PyTorch, peak resident memory:    %.2f   (target <= 2)"
+              % (m_ours["peak_mib"] / m_theirs["peak_mib"]))
+
+
+def train(workers):
+    """Both models for all 2000 steps on the same batches, taking turns every 500 steps (so
+    that both see the same load); validation loss every 500 steps."""
+    total = OPTIM["lr_decay_iters"]
+    curves, lrs, seconds = {}, {}, {}
+    for w in workers:
+        curves[w.description] = [(0, w.ask({"evaluate": True})["val_loss"])]
+        lrs[w.description], seconds[w.description] = [], 0.0
+    for first in range(0, total, EVAL_EVERY):          # the workers take turns, as in timing
+        for w in workers:
+            answer = w.ask({"run": [first, EVAL_EVERY]})
+            seconds[w.description] += sum(answer["times"])
+            lrs[w.description] += answer["lrs"]
+            curves[w.description].append((first + EVAL_EVERY,
+                                          w.ask({"evaluate": True})["val_loss"]))
+            print("%-36s step %4d  train loss %.4f  val loss %.4f" % (
+                w.description, first + EVAL_EVERY, answer["losses"][-1],
+                curves[w.description][-1][1]), flush=True)
+    tokens = total * CONFIG["batch_size"] * CONFIG["block_size"]
+    print("\n%-36s %s" % ("validation loss at step", "".join("%9d" % s for s, _ in
+                                                               curves[workers[0].description])))
+    for w in workers:
+        print("%-36s %s   (%.0f s of steps, %.0f tokens/s)" % (
+            w.description, "".join("%9.4f" % v for _, v in curves[w.description]),
+            seconds[w.description], tokens / seconds[w.description]))
+    if len(workers) == 2:
+        (a, b) = (curves[w.description][-1][1] for w in workers)
+        lr_a, lr_b = (np.array(lrs[w.description]) for w in workers)
+        print("\nsame learning rates at every step: %s (largest difference %.1e)"
+              % (np.allclose(lr_a, lr_b, rtol=1e-12), np.abs(lr_a - lr_b).max()))
+        print("final validation loss: tinyllm %.4f, PyTorch %.4f, difference %.4f nats "
+              "(target <= 0.05)" % (a, b, abs(a - b)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", action="store_true",
+                        help="train both models for 2000 steps and compare validation losses")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations of the workers")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                        help="torch.set_num_threads (default: the number of cores)")
+    parser.add_argument("--no-torch", action="store_true", help="time tinyllm alone")
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--worker", choices=["tinyllm", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.data, args.seed, args.torch_threads)
+
+    steps_needed = max(OPTIM["lr_decay_iters"], args.warmup + args.rounds * args.steps)
+    with tempfile.TemporaryDirectory() as folder:
+        data_path = os.path.join(folder, "data.npz")
+        vocab_size, n_train, n_val = prepare_data(data_path, steps_needed, args.seed)
+        sys.path.insert(0, HERE)
+        from bench_kernels import machine_description
+        print("\n".join(machine_description()))
+        print("load average (1, 5, 15 min) before: %s"
+              % " ".join("%.2f" % x for x in os.getloadavg()))
+        print("GPT: %s, vocab %d (pydoc characters), %d training tokens, %d validation windows"
+              % (", ".join("%s=%s" % kv for kv in CONFIG.items()), vocab_size, n_train, n_val),
+              flush=True)
+        frameworks = ["tinyllm"]
+        if not args.no_torch:
+            if torch_available():
+                frameworks.append("torch")
+            else:
+                print("PyTorch is not installed: timing tinyllm alone")
+        workers = [Worker(name, data_path, args) for name in frameworks]
+        if args.train:
+            train(workers)
+            for w in workers:
+                w.finish()
+        else:
+            times = time_steps(workers, args)
+            memory = {w.description: w.finish() for w in workers}
+            report_timing(workers, times, memory)
+        print("load average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
