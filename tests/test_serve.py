@@ -128,6 +128,7 @@ def test_predict_gives_a_probability(classifier_server):
     (b'{"prompt": "hi",', "not valid JSON"),
     (b"\xff\xfe", "not valid JSON"),
     (b'["a", "list"]', "must be a JSON object"),
+    (b"[" * 60000, "nested too deeply"),
 ])
 def test_malformed_bodies_are_400(gpt_server, data, message):
     status, reply, _ = call(gpt_server, "/generate", "POST", data=data)

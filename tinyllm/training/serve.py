@@ -179,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
             extra = {"Allow": self.routes[self.path.split("?", 1)[0]][0]} \
                 if error.status == 405 else {}
             self._send(error.status, {"error": error.message}, extra)
+        except Exception as error:          # a bug must still answer in JSON, not drop the line
+            self._send(500, {"error": "internal error: %s: %s" % (type(error).__name__, error)})
 
     def _read_json(self):
         length = self.headers.get("Content-Length")
@@ -199,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise RequestError(400, "the request body is not valid JSON: %s" % error) from None
+        except RecursionError:
+            raise RequestError(400, "the request body is JSON nested too deeply") from None
 
     def _discard(self, length):
         """Read and drop a refused body (up to DISCARD_LIMIT bytes), so that the client, still
