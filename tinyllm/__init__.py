@@ -28,3 +28,16 @@ int64 = np.int64
 bool_ = np.bool_
 
 __version__ = "0.1.0"
+
+_LAZY_SUBMODULES = ("models", "data", "training", "exercises")
+
+
+def __getattr__(name):
+    """``tinyllm.models``, ``.data``, ``.training``, ``.exercises`` and ``tinyllm.train`` load
+    on first use, so ``import tinyllm`` stays quick for work that needs only the engine."""
+    import importlib
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module("tinyllm." + name)
+    if name == "train":
+        return importlib.import_module("tinyllm.training").train
+    raise AttributeError("module 'tinyllm' has no attribute %r" % name)
