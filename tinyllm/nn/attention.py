@@ -11,7 +11,6 @@ relations (the previous token, the subject of the verb, ...) at the cost of one 
 size E. W_q, W_k, W_v are stored stacked in ``in_proj_weight`` (3E, E), W_o in ``out_proj``.
 """
 
-import math
 
 import numpy as np
 
@@ -55,19 +54,7 @@ def attention_with_weights(q, k, v, mask=None, dropout_p=0.0):
     A query whose every key is masked gets all-zero weights and a zero output (no NaN).
     Dropout, when ``dropout_p > 0``, acts on the weights after the softmax.
     """
-    scores = ops.matmul(q, ops.transpose(k, -2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    blocked = None
-    if mask is not None:
-        scores = scores + mask
-        blocked = np.all(scores.data == -np.inf, axis=-1, keepdims=True)
-        if blocked.any():
-            blocked = np.broadcast_to(blocked, scores.shape)
-            scores = ops.masked_fill(scores, blocked, 0.0)
-        else:
-            blocked = None
-    weights = ops.softmax(scores, -1)
-    if blocked is not None:
-        weights = ops.masked_fill(weights, blocked, 0.0)
+    weights = F.attention_weights(q, k, attn_mask=mask)     # a float mask is added
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p, training=True)
     return ops.matmul(weights, v), weights
