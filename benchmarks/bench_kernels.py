@@ -9,6 +9,12 @@ subprocess: the resident-set peak is reset just before the call, and the growth 
 resident size before it is reported), the fused training kernels, and, when a CUDA GPU is
 present, the CUDA kernels against cuBLAS and the unfused composite. Times are the best of
 several runs (the least disturbed by other programs on the machine).
+
+Each timing starts after a pause of ``SETTLE_SECONDS``. NumPy's OpenBLAS keeps its threads
+spinning for about 0.1 s after a call (this script leaves OpenBLAS as NumPy configures it;
+tinyllm shortens the spin, see ``tinyllm/kernels/cpu_runtime.py``), and on 2 cores a Numba
+kernel timed inside that window runs at about half speed: the pause lets every library's idle
+threads go to sleep, so that each is timed alone.
 """
 
 import argparse
@@ -25,8 +31,12 @@ from tinyllm.kernels import matmul as mm
 from tinyllm.kernels.backend import cuda_available
 
 
+SETTLE_SECONDS = 0.3
+
+
 def best_time(fn, repeats):
     fn()                                     # compile / warm the caches
+    time.sleep(SETTLE_SECONDS)               # let the other library's threads go idle
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

@@ -37,7 +37,11 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# As `import tinyllm` does (tinyllm/kernels/cpu_runtime.py), before NumPy loads OpenBLAS: its
+# idle threads sleep at once instead of spinning for ~0.1 s. Both workers inherit it.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ORIGINAL_ENVIRONMENT = dict(os.environ)        # before tinyllm sets any of its defaults

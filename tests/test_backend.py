@@ -116,3 +116,22 @@ def test_a_small_model_gets_the_same_loss_and_gradients_on_numpy_and_numba():
     assert loss_nb == pytest.approx(loss_np, rel=1e-5)
     np.testing.assert_allclose(grad_qkv_nb, grad_qkv_np, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grad_out_nb, grad_out_np, rtol=1e-4, atol=1e-6)
+
+
+def test_importing_tinyllm_first_sets_the_thread_settings_before_numpy_loads():
+    code = ("import sys, os; import tinyllm; from tinyllm.kernels import cpu_runtime; "
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["4", "PASSIVE"]
+    env["OPENBLAS_THREAD_TIMEOUT"] = "20"                  # a value the user set is kept
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "20"
+
+
+def test_the_blas_setting_reports_whether_it_came_in_time():
+    from tinyllm.kernels import cpu_runtime
+    assert cpu_runtime.sleep_idle_blas_threads() is False    # NumPy is loaded in this process

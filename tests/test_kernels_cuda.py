@@ -1,4 +1,4 @@
-"""The numba.cuda kernels (tiled matmul, fused attention forward and backward) against their
+"""The numba.cuda kernels (tiled matmul, fused attention, the training-path kernels) against their
 NumPy references.
 
 Without a GPU they run under Numba's CUDA simulator, which must be switched on
@@ -139,3 +139,164 @@ def test_the_cuda_backend_routes_matmul_and_attention_to_the_gpu_kernels():
         out, _ = reference.attention_forward(q, q, q, 1.0)
     np.testing.assert_allclose(out, reference.attention_forward_reference(q, q, q, 1.0)[0],
                                rtol=1e-10, atol=1e-10)
+
+
+# ----- the training-path kernels (cuda_fused) -------------------------------------------------
+FEW_THREADS = dict(threads=8)       # 8 threads per block: rows of 1-37 columns cover the
+                                    # cases fewer columns than threads, equal, and several each
+
+
+def fused_tolerance(dtype):
+    return dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-6)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,V", [(1, 1), (3, 7), (5, 8), (4, 37)])
+def test_cuda_softmax_cross_entropy_matches_the_reference(N, V, dtype):
+    from tinyllm.kernels import cuda_fused, fused
+    rng = rng_for(N * V)
+    logits = (3 * rng.standard_normal((N, V))).astype(dtype)
+    targets = rng.integers(0, V, size=N)
+    if N > 1:
+        targets[1] = -100                               # an ignored row
+    loss, grad = cuda_fused.softmax_cross_entropy_cuda(logits, targets, **FEW_THREADS)
+    ref_loss, ref_grad = fused.softmax_cross_entropy_reference(logits, targets)
+    assert grad.dtype == dtype and loss.dtype == dtype
+    np.testing.assert_allclose(loss, ref_loss, **fused_tolerance(dtype))
+    np.testing.assert_allclose(grad, ref_grad, **fused_tolerance(dtype))
+
+
+@needs_cuda
+def test_cuda_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_gradient():
+    from tinyllm.kernels import cuda_fused
+    loss, grad = cuda_fused.softmax_cross_entropy_cuda(np.ones((2, 5)), np.array([-100, -100]),
+                                                       **FEW_THREADS)
+    assert np.isnan(loss) and not grad.any()
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C", [(1, 1), (3, 7), (5, 8), (9, 37)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_cuda_layer_norm_matches_the_reference(N, C, affine, dtype, monkeypatch):
+    from tinyllm.kernels import cuda_fused, fused
+    monkeypatch.setattr(cuda_fused, "ROWS_PER_CHUNK", 4)    # 9 rows: chunks of 4, 4 and 1
+    rng = rng_for(N + C)
+    x = (rng.standard_normal((N, C)) + 2).astype(dtype)
+    weight = rng.standard_normal(C).astype(dtype) if affine else None
+    bias = rng.standard_normal(C).astype(dtype) if affine else None
+    got = cuda_fused.layer_norm_forward_cuda(x, weight, bias, **FEW_THREADS)
+    want = fused.layer_norm_forward_reference(x, weight, bias)
+    for name, g, w in zip(["y", "mean", "rstd"], got, want):
+        np.testing.assert_allclose(g, w, err_msg=name, **fused_tolerance(dtype))
+    grad_y = rng.standard_normal((N, C)).astype(dtype)
+    _, mean, rstd = want
+    got = cuda_fused.layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, **FEW_THREADS)
+    want = fused.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
+    for name, g, w in zip(["grad_x", "grad_weight", "grad_bias"], got, want):
+        assert g.dtype == dtype, name
+        np.testing.assert_allclose(g, w, err_msg=name, **fused_tolerance(dtype))
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 5, 9)])
+def test_cuda_gelu_matches_the_reference(shape, approximate, dtype):
+    from tinyllm.kernels import cuda_fused, fused
+    rng = rng_for(len(shape))
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    grad_y = rng.standard_normal(shape).astype(dtype)
+    y = cuda_fused.gelu_forward_cuda(x, approximate, **FEW_THREADS)
+    grad_x = cuda_fused.gelu_backward_cuda(grad_y, x, approximate, **FEW_THREADS)
+    assert y.shape == shape and y.dtype == dtype and grad_x.dtype == dtype
+    np.testing.assert_allclose(y, fused.gelu_forward_reference(x, approximate),
+                               **fused_tolerance(dtype))
+    np.testing.assert_allclose(grad_x, fused.gelu_backward_reference(grad_y, x, approximate),
+                               **fused_tolerance(dtype))
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decoupled,weight_decay", [(False, 0.0), (False, 0.1), (True, 0.1)])
+def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay, dtype):
+    from tinyllm.kernels import cuda_fused, fused
+    rng = rng_for(7)
+    ours = [rng.standard_normal((3, 11)).astype(dtype) for _ in range(3)]
+    ours[2] = np.abs(ours[2])                               # exp_avg_sq >= 0
+    theirs = [a.copy() for a in ours]
+    before = [a.copy() for a in ours]
+    for step in (1, 2, 3):
+        grad = rng.standard_normal((3, 11)).astype(dtype)
+        cuda_fused.adam_update_cuda(ours[0], grad, ours[1], ours[2], step, 1e-2, 0.9, 0.99,
+                                    1e-8, weight_decay, decoupled, **FEW_THREADS)
+        fused.adam_update_reference(theirs[0], grad, theirs[1], theirs[2], step, 1e-2, 0.9,
+                                    0.99, 1e-8, weight_decay, decoupled)
+    for name, a, b, old in zip(["param", "exp_avg", "exp_avg_sq"], ours, theirs, before):
+        assert not np.array_equal(a, old), name + " was not updated in place"
+        np.testing.assert_allclose(a, b, err_msg=name, **fused_tolerance(dtype))
+
+
+@needs_cuda
+def test_cuda_adam_update_rejects_a_non_contiguous_parameter():
+    from tinyllm.kernels import cuda_fused
+    p = np.zeros((4, 4))[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cuda_fused.adam_update_cuda(p, p, p, p, 1, 1e-3, 0.9, 0.999, 1e-8)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuda_embedding_backward_adds_repeated_ids(dtype):
+    from tinyllm.kernels import cuda_fused, fused
+    rng = rng_for(11)
+    ids = np.array([2, 0, 2, 2, 5, 0])
+    grad = rng.standard_normal((6, 3)).astype(dtype)
+    got = cuda_fused.embedding_backward_cuda(ids, grad, 7, **FEW_THREADS)
+    np.testing.assert_allclose(got, fused.embedding_backward_reference(ids, grad, 7),
+                               **fused_tolerance(dtype))
+    assert not got[[1, 3, 4, 6]].any()                      # ids never seen: zero rows
+
+
+@needs_cuda
+def test_cuda_fused_kernels_refuse_other_dtypes_and_odd_block_sizes():
+    from tinyllm.kernels import cuda_fused
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cuda_fused.gelu_forward_cuda(np.arange(4))
+    with pytest.raises(ValueError, match="power of two"):
+        cuda_fused.gelu_forward_cuda(np.zeros(4), threads=12)
+
+
+@needs_cuda
+def test_the_cuda_backend_routes_the_training_kernels_to_the_gpu(monkeypatch):
+    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.backend import use_backend
+    called = []
+    for name in ["softmax_cross_entropy_cuda", "layer_norm_forward_cuda", "gelu_forward_cuda",
+                 "adam_update_cuda", "embedding_backward_cuda"]:
+        original = getattr(cuda_fused, name)
+        monkeypatch.setattr(cuda_fused, name,
+                            lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    with use_backend("cuda"):
+        fused.softmax_cross_entropy(x, np.array([0, 1, 3]))
+        fused.layer_norm_forward(x, None, None)
+        fused.gelu_forward(x)
+        fused.adam_update(x.copy(), x, np.zeros_like(x), np.zeros_like(x), 1, 1e-3, 0.9, 0.999,
+                          1e-8)
+        fused.embedding_backward(np.array([0, 1, 0]), x, 2)
+    assert len(called) == 5, called
+
+
+@needs_cuda
+def test_a_small_model_gets_the_same_loss_and_gradients_on_cuda_and_numpy():
+    from test_backend import _small_model_loss_and_grads
+    from tinyllm.kernels.backend import use_backend
+    with use_backend("numpy"):
+        loss_np, grad_qkv_np, grad_out_np = _small_model_loss_and_grads()
+    with use_backend("cuda"):
+        loss_cuda, grad_qkv_cuda, grad_out_cuda = _small_model_loss_and_grads()
+    assert loss_cuda == pytest.approx(loss_np, rel=1e-5)
+    np.testing.assert_allclose(grad_qkv_cuda, grad_qkv_np, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad_out_cuda, grad_out_np, rtol=1e-4, atol=1e-6)

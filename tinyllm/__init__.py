@@ -7,7 +7,9 @@ language models work.
     y.backward()          # x.grad now holds dy/dx
 """
 
-import numpy as np
+from tinyllm.kernels import cpu_runtime  # noqa: F401  (first: its settings must precede NumPy)
+
+import numpy as np  # noqa: E402
 
 from tinyllm.autograd import (Function, Tensor, detect_anomaly, enable_grad, get_default_dtype,
                               is_grad_enabled, no_grad, set_default_dtype, set_grad_enabled,

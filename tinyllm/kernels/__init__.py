@@ -9,12 +9,13 @@ holds them together.
   shared-memory tiled GPU version;
 - ``attention``: fused scaled-dot-product attention with the online softmax, forward and
   backward; ``cuda_attention``: its GPU version;
-- ``fused``: softmax + cross-entropy, layer norm, GELU and the Adam/AdamW update in one pass;
+- ``fused``: softmax + cross-entropy, layer norm, GELU, the Adam/AdamW update and the
+  embedding backward in one pass; ``cuda_fused``: their GPU versions;
 - ``special``: elementwise functions NumPy lacks (``erf``), and float32 ``erf`` and ``exp``
   that the kernels' loops compile to SIMD code;
-- ``cpu_runtime``: two process-wide settings, applied here on import, that keep Numba's idle
-  threads from spinning and freed memory from going back to the operating system between
-  training steps.
+- ``cpu_runtime``: three process-wide settings, applied on import, that keep Numba's and
+  OpenBLAS's idle threads from spinning and freed memory from going back to the operating
+  system between training steps.
 
 This package is the bottom layer of tinyllm: it imports NumPy and Numba only.
 """

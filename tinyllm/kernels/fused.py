@@ -8,9 +8,8 @@ versions do the whole chain in one or two passes over each row, with the rows sp
 cores (``prange``), so they move each number about once.
 
 For each kernel: ``*_reference`` is the NumPy function it must equal (to float rounding),
-``*_numba`` the compiled one, and the plain name dispatches on the current backend
-(``tinyllm.kernels.backend``; these kernels have no CUDA version, and the "cuda" backend runs
-their Numba CPU version).
+``*_numba`` the compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda_fused``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend``).
 """
 
 import math
@@ -26,8 +25,13 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2_PI = 1.0 / math.sqrt(2.0 * math.pi)        # the normal density's constant
 
 
-def _use_numba(kernel):
-    return backend.resolve(kernel) in ("numba", "cuda")
+def _pick(kernel, reference, numba_version, cuda_name):
+    """The function that runs ``kernel`` on the current backend."""
+    which = backend.resolve(kernel)
+    if which == "cuda":
+        from tinyllm.kernels import cuda_fused
+        return getattr(cuda_fused, cuda_name)
+    return numba_version if which == "numba" else reference
 
 
 # ----- softmax + cross-entropy --------------------------------------------------------------
@@ -56,9 +60,10 @@ def softmax_cross_entropy_reference(logits, targets, ignore_index=-100):
     return logits.dtype.type(loss), grad
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def _softmax_cross_entropy_rows(logits, targets, ignore_index, n, grad, row_loss):
     rows, V = logits.shape
+    float32_math = logits.itemsize == 4             # float32 data: SIMD exp
     for i in prange(rows):
         t = targets[i]
         if t == ignore_index:
@@ -68,13 +73,14 @@ def _softmax_cross_entropy_rows(logits, targets, ignore_index, n, grad, row_loss
         m = logits[i, 0]                            # pass 1: the row's max
         for j in range(1, V):
             m = max(m, logits[i, j])
-        total = 0.0                                 # pass 2: exp(z - max) into grad, summed
-        for j in range(V):
-            e = math.exp(logits[i, j] - m)
-            grad[i, j] = e
-            total += e
+        for j in range(V):                          # pass 2: exp(z - max) into grad
+            z = logits[i, j] - m
+            grad[i, j] = exp_float32(z) if float32_math else math.exp(z)
+        total = 0.0                                 # pass 3: their sum (a loop of its own,
+        for j in range(V):                          # so that pass 2 compiles to SIMD code)
+            total += grad[i, j]
         row_loss[i] = m + math.log(total) - logits[i, t]
-        scale = 1.0 / (total * n)                   # pass 3: normalise in place
+        scale = 1.0 / (total * n)                   # pass 4: normalise in place
         for j in range(V):
             grad[i, j] *= scale
         grad[i, t] -= 1.0 / n
@@ -82,9 +88,10 @@ def _softmax_cross_entropy_rows(logits, targets, ignore_index, n, grad, row_loss
 
 def softmax_cross_entropy_numba(logits, targets, ignore_index=-100):
     """Same as ``softmax_cross_entropy_reference``, fused per row: the max, then one
-    exponential per logit written straight into the gradient and summed, then the
-    normalisation in place (the row stays in cache between passes). Cost: about 4 N V FLOPs
-    and one exp per logit; N V numbers read from memory and N V written."""
+    exponential per logit written straight into the gradient (``exp_float32`` for float32),
+    their sum, then the normalisation in place (the row stays in cache between passes).
+    Cost: about 4 N V FLOPs and one exp per logit; N V numbers read from memory and N V
+    written."""
     logits = np.ascontiguousarray(logits)
     targets = np.ascontiguousarray(targets, dtype=np.int64)
     n = int(np.sum(targets != ignore_index))
@@ -97,9 +104,9 @@ def softmax_cross_entropy_numba(logits, targets, ignore_index=-100):
 
 def softmax_cross_entropy(logits, targets, ignore_index=-100):
     """(mean loss, dloss/dlogits) on the current backend; see the reference."""
-    if _use_numba("softmax_cross_entropy"):
-        return softmax_cross_entropy_numba(logits, targets, ignore_index)
-    return softmax_cross_entropy_reference(logits, targets, ignore_index)
+    kernel = _pick("softmax_cross_entropy", softmax_cross_entropy_reference,
+                   softmax_cross_entropy_numba, "softmax_cross_entropy_cuda")
+    return kernel(logits, targets, ignore_index)
 
 
 # ----- layer norm ----------------------------------------------------------------------------
@@ -208,16 +215,16 @@ def layer_norm_backward_numba(grad_y, x, mean, rstd, weight):
 
 def layer_norm_forward(x, weight, bias, eps=1e-5):
     """(y, mean, rstd) on the current backend; see the reference."""
-    if _use_numba("layer_norm"):
-        return layer_norm_forward_numba(x, weight, bias, eps)
-    return layer_norm_forward_reference(x, weight, bias, eps)
+    kernel = _pick("layer_norm", layer_norm_forward_reference, layer_norm_forward_numba,
+                   "layer_norm_forward_cuda")
+    return kernel(x, weight, bias, eps)
 
 
 def layer_norm_backward(grad_y, x, mean, rstd, weight):
     """(grad_x, grad_weight, grad_bias) on the current backend; see the reference."""
-    if _use_numba("layer_norm"):
-        return layer_norm_backward_numba(grad_y, x, mean, rstd, weight)
-    return layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
+    kernel = _pick("layer_norm", layer_norm_backward_reference, layer_norm_backward_numba,
+                   "layer_norm_backward_cuda")
+    return kernel(grad_y, x, mean, rstd, weight)
 
 
 # ----- GELU ----------------------------------------------------------------------------------
@@ -296,16 +303,14 @@ def gelu_backward_numba(grad_y, x, approximate="none"):
 
 def gelu_forward(x, approximate="none"):
     """GELU(x) on the current backend; see the reference."""
-    if _use_numba("gelu"):
-        return gelu_forward_numba(x, approximate)
-    return gelu_forward_reference(x, approximate)
+    kernel = _pick("gelu", gelu_forward_reference, gelu_forward_numba, "gelu_forward_cuda")
+    return kernel(x, approximate)
 
 
 def gelu_backward(grad_y, x, approximate="none"):
     """dL/dx of GELU on the current backend; see the reference."""
-    if _use_numba("gelu"):
-        return gelu_backward_numba(grad_y, x, approximate)
-    return gelu_backward_reference(grad_y, x, approximate)
+    kernel = _pick("gelu", gelu_backward_reference, gelu_backward_numba, "gelu_backward_cuda")
+    return kernel(grad_y, x, approximate)
 
 
 # ----- Adam / AdamW update -------------------------------------------------------------------
@@ -366,7 +371,7 @@ def adam_update_numba(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
                 weight_decay=0.0, decoupled=False):
     """One Adam/AdamW step in place on the current backend; see the reference."""
-    kernel = adam_update_numba if _use_numba("adam") else adam_update_reference
+    kernel = _pick("adam", adam_update_reference, adam_update_numba, "adam_update_cuda")
     kernel(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
            decoupled)
 
@@ -406,6 +411,6 @@ def embedding_backward_numba(ids, grad, num_embeddings):
 
 def embedding_backward(ids, grad, num_embeddings):
     """dL/dW of y = W[ids] on the current backend; see the reference."""
-    if _use_numba("embedding"):
-        return embedding_backward_numba(ids, grad, num_embeddings)
-    return embedding_backward_reference(ids, grad, num_embeddings)
+    kernel = _pick("embedding", embedding_backward_reference, embedding_backward_numba,
+                   "embedding_backward_cuda")
+    return kernel(ids, grad, num_embeddings)
