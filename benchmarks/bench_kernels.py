@@ -14,7 +14,8 @@ Each timing starts after a pause of ``SETTLE_SECONDS``. NumPy's OpenBLAS keeps i
 spinning for about 0.1 s after a call (this script leaves OpenBLAS as NumPy configures it;
 tinyllm shortens the spin, see ``tinyllm/kernels/cpu_runtime.py``), and on 2 cores a Numba
 kernel timed inside that window runs at about half speed: the pause lets every library's idle
-threads go to sleep, so that each is timed alone.
+threads go to sleep, so that each is timed alone. After the pause, the function runs untimed for
+``WARM_SECONDS`` (a core that has just been idle runs the first milliseconds slower).
 """
 
 import argparse
@@ -32,11 +33,15 @@ from tinyllm.kernels.backend import cuda_available
 
 
 SETTLE_SECONDS = 0.3
+WARM_SECONDS = 0.2
 
 
 def best_time(fn, repeats):
-    fn()                                     # compile / warm the caches
+    fn()                                     # compile
     time.sleep(SETTLE_SECONDS)               # let the other library's threads go idle
+    warm_until = time.perf_counter() + WARM_SECONDS
+    while time.perf_counter() < warm_until:  # then wake this one's threads and the core's clock
+        fn()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
