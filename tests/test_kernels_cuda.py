@@ -300,3 +300,21 @@ def test_a_small_model_gets_the_same_loss_and_gradients_on_cuda_and_numpy():
     assert loss_cuda == pytest.approx(loss_np, rel=1e-5)
     np.testing.assert_allclose(grad_qkv_cuda, grad_qkv_np, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(grad_out_cuda, grad_out_np, rtol=1e-4, atol=1e-6)
+
+
+@needs_cuda
+def test_the_gpu_benchmark_runs_at_tiny_sizes(capsys, monkeypatch):
+    """benchmarks/bench_kernels.py's GPU section, so that it works the day it meets a GPU."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "benchmarks",
+                        "bench_kernels.py")
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "SETTLE_SECONDS", 0)
+    monkeypatch.setattr(bench, "WARM_SECONDS", 0)
+    monkeypatch.setattr(bench, "MATMUL_TILINGS", ((8, 2, 4), (16, 4, 4)))
+    bench.bench_gpu(n=16, attention_shape=(1, 1, 8, 4), repeats=1)
+    printed = capsys.readouterr().out
+    assert "CUDA matmul 16^3 float32" in printed and "tinyllm, tile 16, 4x4 per thread" in printed
+    assert "CUDA attention forward, B=1 H=1 T=8 D=4" in printed and "fused (tinyllm)" in printed
