@@ -291,15 +291,8 @@ def test_the_cuda_backend_routes_the_training_kernels_to_the_gpu(monkeypatch):
 
 @needs_cuda
 def test_a_small_model_gets_the_same_loss_and_gradients_on_cuda_and_numpy():
-    from test_backend import _small_model_loss_and_grads
-    from tinyllm.kernels.backend import use_backend
-    with use_backend("numpy"):
-        loss_np, grad_qkv_np, grad_out_np = _small_model_loss_and_grads()
-    with use_backend("cuda"):
-        loss_cuda, grad_qkv_cuda, grad_out_cuda = _small_model_loss_and_grads()
-    assert loss_cuda == pytest.approx(loss_np, rel=1e-5)
-    np.testing.assert_allclose(grad_qkv_cuda, grad_qkv_np, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(grad_out_cuda, grad_out_np, rtol=1e-4, atol=1e-6)
+    from test_backend import assert_the_small_model_agrees_with_numpy_on
+    assert_the_small_model_agrees_with_numpy_on("cuda")
 
 
 @needs_cuda
