@@ -274,12 +274,17 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
 
     from tinyllm.kernels.cuda_attention import make_attention_kernels
     from tinyllm.kernels.cuda_matmul import matmul_cuda_device
+    from tinyllm.kernels.cuda_transfers import count_transfers, to_device, to_host
 
     device = _device_name(cuda)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1, n, n)).astype(np.float32)
     b = rng.standard_normal((1, n, n)).astype(np.float32)
-    d_a, d_b = cuda.to_device(a), cuda.to_device(b)          # transfers outside the timing
+    with count_transfers() as copies_in:                    # before the timed region
+        start = time.perf_counter()
+        d_a, d_b = to_device(a), to_device(b)
+        cuda.synchronize()
+        t_in = time.perf_counter() - start
     d_c = cuda.device_array((1, n, n), np.float32)
 
     vendor, t_vendor = _vendor_matmul(a[0], b[0], repeats)
@@ -297,6 +302,13 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
         rows.append([vendor, "%.2f" % (2 * n ** 3 / t_vendor / 1e12), "1.00", "-"])
     table("CUDA matmul %d^3 float32 on %s (target: >= 0.25 of the vendor library)"
           % (n, device), ["kernel", "TFLOP/s", "/ vendor", "max error (64x64 corner)"], rows)
+    with count_transfers() as copies_out:
+        start = time.perf_counter()
+        to_host(d_c)
+        t_out = time.perf_counter() - start
+    print("  copies, outside the timed region: in, %s, %.2f ms (%.1f GB/s); out, %s, %.2f ms "
+          "(%.1f GB/s)" % (copies_in, 1e3 * t_in, copies_in.bytes_to_device / t_in / 1e9,
+                           copies_out, 1e3 * t_out, copies_out.bytes_to_host / t_out / 1e9))
 
     B, H, T, D = attention_shape
     q, k, v = (cuda.to_device(rng.standard_normal((B * H, T, D)).astype(np.float32))

@@ -311,3 +311,24 @@ def test_the_gpu_benchmark_runs_at_tiny_sizes(capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "CUDA matmul 16^3 float32" in printed and "tinyllm, tile 16, 4x4 per thread" in printed
     assert "CUDA attention forward, B=1 H=1 T=8 D=4" in printed and "fused (tinyllm)" in printed
+
+
+@needs_cuda
+def test_copies_between_host_and_gpu_are_counted():
+    from tinyllm.kernels.cuda_attention import attention_forward_cuda
+    from tinyllm.kernels.cuda_matmul import matmul_cuda
+    from tinyllm.kernels.cuda_transfers import count_transfers
+    a, b = np.ones((5, 6), np.float32), np.ones((6, 4), np.float32)
+    q = np.zeros((1, 2, 3, 4))
+    with count_transfers() as outer:
+        matmul_cuda(a, b, **SMALL_TILES)
+        with count_transfers() as inner:
+            out, _ = attention_forward_cuda(q, q, q, 1.0, **SMALL_BLOCKS)
+    np.testing.assert_allclose(out, reference.attention_forward_reference(q, q, q, 1.0)[0])
+    # attention: q, k, v and the (1, 1) padding placeholder in; out and L back
+    assert (inner.to_device, inner.bytes_to_device) == (4, 3 * q.nbytes + 1)
+    assert (inner.to_host, inner.bytes_to_host) == (2, out.nbytes + 6 * 8)
+    # the matmul: a and b in, c back; the outer block also saw the inner block's copies
+    assert (outer.to_device, outer.bytes_to_device) == (6, a.nbytes + b.nbytes + 3 * q.nbytes + 1)
+    assert (outer.to_host, outer.bytes_to_host) == (3, 5 * 4 * 4 + out.nbytes + 6 * 8)
+    assert str(inner) == "4 copies to the GPU (577 bytes), 2 back (240 bytes)"

@@ -11,6 +11,8 @@ holds them together.
   backward; ``cuda_attention``: its GPU version;
 - ``fused``: softmax + cross-entropy, layer norm, GELU, the Adam/AdamW update and the
   embedding backward in one pass; ``cuda_fused``: their GPU versions;
+- ``cuda_transfers``: the copies between host memory and the GPU that the CUDA versions make,
+  counted (``count_transfers``);
 - ``special``: elementwise functions NumPy lacks (``erf``), and float32 ``erf`` and ``exp``
   that the kernels' loops compile to SIMD code;
 - ``cpu_runtime``: three process-wide settings, applied on import, that keep Numba's and

@@ -29,6 +29,7 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
+from tinyllm.kernels.cuda_transfers import to_device, to_host
 
 BLOCK_Q = 64
 BLOCK_K = 64
@@ -221,7 +222,7 @@ def _prepare(q, k, v, key_padding_mask, max_d):
     has_padding = key_padding_mask is not None
     padding = (np.ascontiguousarray(key_padding_mask, dtype=np.bool_) if has_padding
                else np.zeros((1, 1), dtype=np.bool_))
-    return heads, cuda.to_device(padding), has_padding
+    return heads, to_device(padding), has_padding
 
 
 def attention_forward_cuda(q, k, v, scale, is_causal=False, key_padding_mask=None,
@@ -234,10 +235,10 @@ def attention_forward_cuda(q, k, v, scale, is_causal=False, key_padding_mask=Non
     d_lse = cuda.device_array((B * H, Tq), dtype=q.dtype)
     if B * H * Tq:
         grid = ((Tq + block_q - 1) // block_q, B * H)
-        forward[grid, block_q](cuda.to_device(q3), cuda.to_device(k3), cuda.to_device(v3),
+        forward[grid, block_q](to_device(q3), to_device(k3), to_device(v3),
                                q.dtype.type(scale), bool(is_causal), d_padding, has_padding,
                                H, d_out, d_lse)
-    return d_out.copy_to_host().reshape(B, H, Tq, -1), d_lse.copy_to_host().reshape(B, H, Tq)
+    return to_host(d_out).reshape(B, H, Tq, -1), to_host(d_lse).reshape(B, H, Tq)
 
 
 def attention_backward_cuda(grad_out, q, k, v, out, lse, scale, is_causal=False,
@@ -250,10 +251,10 @@ def attention_backward_cuda(grad_out, q, k, v, out, lse, scale, is_causal=False,
     _, backward_kv, backward_q = make_attention_kernels(q.dtype, block_q, block_k, max_d)
     grad_out = np.ascontiguousarray(grad_out, dtype=q.dtype)
     delta = np.sum(grad_out * out, axis=-1).reshape(B * H, Tq).astype(q.dtype)
-    d_q, d_k, d_v = cuda.to_device(q3), cuda.to_device(k3), cuda.to_device(v3)
-    d_g = cuda.to_device(grad_out.reshape(B * H, Tq, -1))
-    d_lse = cuda.to_device(np.ascontiguousarray(lse, dtype=q.dtype).reshape(B * H, Tq))
-    d_delta = cuda.to_device(delta)
+    d_q, d_k, d_v = to_device(q3), to_device(k3), to_device(v3)
+    d_g = to_device(grad_out.reshape(B * H, Tq, -1))
+    d_lse = to_device(np.ascontiguousarray(lse, dtype=q.dtype).reshape(B * H, Tq))
+    d_delta = to_device(delta)
     d_grad_q = cuda.device_array(q3.shape, dtype=q.dtype)
     d_grad_k = cuda.device_array(k3.shape, dtype=q.dtype)
     d_grad_v = cuda.device_array(v3.shape, dtype=q.dtype)
@@ -266,5 +267,5 @@ def attention_backward_cuda(grad_out, q, k, v, out, lse, scale, is_causal=False,
         backward_q[((Tq + block_q - 1) // block_q, B * H), block_q](
             d_g, d_q, d_k, d_v, d_lse, d_delta, scale, bool(is_causal), d_padding, has_padding,
             H, d_grad_q)
-    return (d_grad_q.copy_to_host().reshape(q.shape), d_grad_k.copy_to_host().reshape(k.shape),
-            d_grad_v.copy_to_host().reshape(v.shape))
+    return (to_host(d_grad_q).reshape(q.shape), to_host(d_grad_k).reshape(k.shape),
+            to_host(d_grad_v).reshape(v.shape))

@@ -32,6 +32,7 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
+from tinyllm.kernels.cuda_transfers import to_device, to_host
 
 THREADS = 128           # threads per block; a power of two, for the reduction tree
 ELEMENTWISE_BLOCKS = 1024   # most blocks an elementwise kernel launches (then grid-stride)
@@ -256,11 +257,11 @@ def softmax_cross_entropy_cuda(logits, targets, ignore_index=-100, threads=THREA
     d_row_loss = cuda.device_array(len(targets), dtype=logits.dtype)
     if logits.size:
         kernels["softmax_cross_entropy_rows"][logits.shape[0], threads](
-            cuda.to_device(logits), cuda.to_device(targets), ignore_index,
+            to_device(logits), to_device(targets), ignore_index,
             logits.dtype.type(1.0 / max(n, 1)), d_grad, d_row_loss)
-    row_loss = d_row_loss.copy_to_host().astype(np.float64)
+    row_loss = to_host(d_row_loss).astype(np.float64)
     loss = row_loss.sum() / n if n else np.nan
-    return logits.dtype.type(loss), d_grad.copy_to_host()
+    return logits.dtype.type(loss), to_host(d_grad)
 
 
 # ----- layer norm -----------------------------------------------------------------------------
@@ -285,9 +286,9 @@ def layer_norm_forward_cuda(x, weight, bias, eps=1e-5, threads=THREADS):
     d_rstd = cuda.device_array(N, dtype=x.dtype)
     if x.size:
         kernels["layer_norm_forward_rows"][N, threads](
-            cuda.to_device(x), cuda.to_device(weight), cuda.to_device(bias),
+            to_device(x), to_device(weight), to_device(bias),
             x.dtype.type(eps), d_y, d_mean, d_rstd)
-    return d_y.copy_to_host(), d_mean.copy_to_host(), d_rstd.copy_to_host()
+    return to_host(d_y), to_host(d_mean), to_host(d_rstd)
 
 
 def layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, threads=THREADS):
@@ -299,23 +300,23 @@ def layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, threads=THREADS):
     grad_y = np.ascontiguousarray(grad_y, dtype=x.dtype)
     N, C = x.shape
     weight, _ = _weight_and_bias(C, x.dtype, weight, None)
-    d_grad_y, d_x = cuda.to_device(grad_y), cuda.to_device(x)
-    d_mean = cuda.to_device(np.ascontiguousarray(mean, dtype=x.dtype))
-    d_rstd = cuda.to_device(np.ascontiguousarray(rstd, dtype=x.dtype))
+    d_grad_y, d_x = to_device(grad_y), to_device(x)
+    d_mean = to_device(np.ascontiguousarray(mean, dtype=x.dtype))
+    d_rstd = to_device(np.ascontiguousarray(rstd, dtype=x.dtype))
     chunks = max(1, (N + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
     d_grad_x = cuda.device_array(x.shape, dtype=x.dtype)
     d_partial_w = cuda.device_array((chunks, C), dtype=x.dtype)
     d_partial_b = cuda.device_array((chunks, C), dtype=x.dtype)
     if x.size:
         kernels["layer_norm_backward_rows"][N, threads](
-            d_grad_y, d_x, d_mean, d_rstd, cuda.to_device(weight), d_grad_x)
+            d_grad_y, d_x, d_mean, d_rstd, to_device(weight), d_grad_x)
         kernels["layer_norm_parameter_grads"][((C + threads - 1) // threads, chunks), threads](
             d_grad_y, d_x, d_mean, d_rstd, ROWS_PER_CHUNK, d_partial_w, d_partial_b)
-        grad_weight = d_partial_w.copy_to_host().sum(axis=0, dtype=np.float64)
-        grad_bias = d_partial_b.copy_to_host().sum(axis=0, dtype=np.float64)
+        grad_weight = to_host(d_partial_w).sum(axis=0, dtype=np.float64)
+        grad_bias = to_host(d_partial_b).sum(axis=0, dtype=np.float64)
     else:
         grad_weight = grad_bias = np.zeros(C)
-    return (d_grad_x.copy_to_host(), grad_weight.astype(x.dtype), grad_bias.astype(x.dtype))
+    return (to_host(d_grad_x), grad_weight.astype(x.dtype), grad_bias.astype(x.dtype))
 
 
 # ----- GELU -----------------------------------------------------------------------------------
@@ -327,8 +328,8 @@ def gelu_forward_cuda(x, approximate="none", threads=THREADS):
     d_y = cuda.device_array(flat.shape, dtype=flat.dtype)
     if flat.size:
         kernels["gelu_forward_flat"][_elementwise_grid(flat.size, threads), threads](
-            cuda.to_device(flat), approximate == "tanh", d_y)
-    return d_y.copy_to_host().reshape(np.shape(x))
+            to_device(flat), approximate == "tanh", d_y)
+    return to_host(d_y).reshape(np.shape(x))
 
 
 def gelu_backward_cuda(grad_y, x, approximate="none", threads=THREADS):
@@ -340,8 +341,8 @@ def gelu_backward_cuda(grad_y, x, approximate="none", threads=THREADS):
     d_grad_x = cuda.device_array(flat.shape, dtype=flat.dtype)
     if flat.size:
         kernels["gelu_backward_flat"][_elementwise_grid(flat.size, threads), threads](
-            cuda.to_device(grad_flat), cuda.to_device(flat), approximate == "tanh", d_grad_x)
-    return d_grad_x.copy_to_host().reshape(np.shape(x))
+            to_device(grad_flat), to_device(flat), approximate == "tanh", d_grad_x)
+    return to_host(d_grad_x).reshape(np.shape(x))
 
 
 # ----- Adam / AdamW ---------------------------------------------------------------------------
@@ -360,13 +361,13 @@ def adam_update_cuda(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, e
     g = np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
     if not param.size:
         return
-    d_p, d_m, d_v = (cuda.to_device(a) for a in flats)
+    d_p, d_m, d_v = (to_device(a) for a in flats)
     real = param.dtype.type
     kernels["adam_flat"][_elementwise_grid(param.size, threads), threads](
-        d_p, cuda.to_device(g), d_m, d_v, real(lr), real(beta1), real(beta2), real(eps),
+        d_p, to_device(g), d_m, d_v, real(lr), real(beta1), real(beta2), real(eps),
         real(weight_decay), bool(decoupled), real(1 - beta1 ** step), real(1 - beta2 ** step))
     for d_a, a in zip((d_p, d_m, d_v), flats):
-        d_a.copy_to_host(a)
+        to_host(d_a, a)
 
 
 # ----- embedding backward ---------------------------------------------------------------------
@@ -374,9 +375,9 @@ def embedding_backward_cuda(ids, grad, num_embeddings, threads=THREADS):
     """Same as ``fused.embedding_backward_reference``: N D atomic additions, one per thread."""
     grad = np.ascontiguousarray(grad)
     kernels = _kernels(grad.dtype, threads)
-    d_grad_weight = cuda.to_device(np.zeros((num_embeddings, grad.shape[1]), dtype=grad.dtype))
+    d_grad_weight = to_device(np.zeros((num_embeddings, grad.shape[1]), dtype=grad.dtype))
     if grad.size:
         kernels["embedding_add_rows"][_elementwise_grid(grad.size, threads), threads](
-            d_grad_weight, cuda.to_device(np.ascontiguousarray(ids, dtype=np.int64)),
-            cuda.to_device(grad))
-    return d_grad_weight.copy_to_host()
+            d_grad_weight, to_device(np.ascontiguousarray(ids, dtype=np.int64)),
+            to_device(grad))
+    return to_host(d_grad_weight)

@@ -30,6 +30,7 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
+from tinyllm.kernels.cuda_transfers import to_device, to_host
 from tinyllm.kernels.matmul import run_batched
 
 TILE = 64
@@ -105,11 +106,11 @@ def matmul_cuda_device(d_a, d_b, d_c, tile=TILE, micro=MICRO, depth=DEPTH):
 def matmul_cuda_into(a, b, c, tile=TILE, micro=MICRO, depth=DEPTH):
     """C = A @ B for 3-D host arrays: copy A and B to the GPU, run, copy C back."""
     backend.require_cuda()
-    d_a, d_b = cuda.to_device(a), cuda.to_device(b)
+    d_a, d_b = to_device(a), to_device(b)
     d_c = cuda.device_array(c.shape, dtype=c.dtype)
     if c.size:
         matmul_cuda_device(d_a, d_b, d_c, tile, micro, depth)
-    d_c.copy_to_host(c)
+    to_host(d_c, c)
 
 
 def matmul_cuda(a, b, tile=TILE, micro=MICRO, depth=DEPTH):
