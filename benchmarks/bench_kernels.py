@@ -272,7 +272,7 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
         return
     from numba import cuda
 
-    from tinyllm.kernels.cuda_attention import make_attention_kernels
+    from tinyllm.kernels.cuda_attention import launch_sizes, make_attention_kernels
     from tinyllm.kernels.cuda_matmul import matmul_cuda_device
     from tinyllm.kernels.cuda_transfers import count_transfers, to_device, to_host
 
@@ -315,12 +315,14 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
                for _ in range(3))
     d_out = cuda.device_array((B * H, T, D), np.float32)
     d_lse = cuda.device_array((B * H, T), np.float32)
-    forward = make_attention_kernels(np.dtype(np.float32))[0]
+    q_host = np.empty((1, 1, 1, D), np.float32)
+    block_q, block_k, max_d = launch_sizes(q_host, q_host)
+    forward = make_attention_kernels(np.dtype(np.float32), block_q, block_k, max_d)[0]
     d_padding = cuda.to_device(np.zeros((1, 1), dtype=np.bool_))
 
     def fused_forward():
-        forward[((T + 63) // 64, B * H), 64](q, k, v, np.float32(D ** -0.5), False, d_padding,
-                                              False, H, d_out, d_lse)
+        forward[((T + block_q - 1) // block_q, B * H), block_q](
+            q, k, v, np.float32(D ** -0.5), False, d_padding, False, H, d_out, d_lse)
         cuda.synchronize()
     t_fused = best_time(fused_forward, repeats)
     flops = 4 * B * H * T * T * D

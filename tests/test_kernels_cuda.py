@@ -332,3 +332,17 @@ def test_copies_between_host_and_gpu_are_counted():
     assert (outer.to_device, outer.bytes_to_device) == (6, a.nbytes + b.nbytes + 3 * q.nbytes + 1)
     assert (outer.to_host, outer.bytes_to_host) == (3, 5 * 4 * 4 + out.nbytes + 6 * 8)
     assert str(inner) == "4 copies to the GPU (577 bytes), 2 back (240 bytes)"
+
+
+def test_attention_tiles_fit_in_shared_memory_for_every_head_size():
+    from tinyllm.kernels.cuda_attention import SHARED_BYTES, block_size, launch_sizes
+    assert block_size(64, 4) == 64 and block_size(128, 4) == 32 and block_size(64, 8) == 32
+    for itemsize in (4, 8):
+        for head in range(1, 257):
+            rows = block_size(head, itemsize)
+            assert 2 * rows * head * itemsize <= SHARED_BYTES < 4 * rows * head * itemsize \
+                or rows == 64
+    q, v = np.zeros((1, 1, 5, 48), np.float32), np.zeros((1, 1, 5, 80), np.float32)
+    assert launch_sizes(q, v) == (32, 32, 80)                 # compiled for max(D, Dv)
+    with pytest.raises(ValueError, match="head sizes up to 256"):
+        launch_sizes(np.zeros((1, 1, 2, 257)), np.zeros((1, 1, 2, 4)))

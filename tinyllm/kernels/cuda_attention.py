@@ -3,13 +3,18 @@
 Same math, masks and conventions as ``tinyllm.kernels.attention`` (read its docstring first);
 the kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``.
 
-Forward: one thread block per (head, block of ``BLOCK_Q`` queries), one thread per query row.
-The block walks over the keys in tiles of ``BLOCK_K``: its threads copy K[j0:j0+BLOCK_K] and
-V[j0:j0+BLOCK_K] into shared memory together (consecutive threads, consecutive addresses), then
+Forward: one thread block per (head, block of ``block_q`` queries), one thread per query row.
+The block walks over the keys in tiles of ``block_k``: its threads copy K[j0:j0+block_k] and
+V[j0:j0+block_k] into shared memory together (consecutive threads, consecutive addresses), then
 each thread scores its query against the tile and updates its running max m, sum l and output
-accumulator (registers / local memory, ``MAX_HEAD_DIM`` numbers) with the online softmax. Each
-key and value is read from global memory once per block of queries, not once per query, and the
-(Tq, Tk) scores never exist. Cost: 4 Tq Tk D FLOPs, (Tq / BLOCK_Q) (Tk D + Tk Dv) numbers read.
+accumulator (a row of D numbers per thread, in registers) with the online softmax. Each key and
+value is read from global memory once per block of queries, not once per query, and the
+(Tq, Tk) scores never exist. Cost: 4 Tq Tk D FLOPs, (Tq / block_q) (Tk D + Tk Dv) numbers read.
+
+Sizes: the kernels are compiled for the head size (``make_attention_kernels``), and the tiles
+have up to 64 rows, fewer for long heads or float64, so that a kernel's two shared tiles take at
+most 32 KiB (``block_size``): a GPU block may have 48 KiB of static shared memory, and a kernel
+that asks for more does not launch.
 
 Backward (FlashAttention-2, without atomics): two kernels.
 - dK, dV: one thread per key j (blocks of BLOCK_K keys); the queries, dO, L and Delta stream
@@ -31,16 +36,36 @@ from numba import cuda
 from tinyllm.kernels import backend
 from tinyllm.kernels.cuda_transfers import to_device, to_host
 
-BLOCK_Q = 64
-BLOCK_K = 64
-MAX_HEAD_DIM = 128      # size of the per-thread row buffers: D and Dv must not exceed it
+BLOCK_Q = 64            # queries per block (and per tile), at most
+BLOCK_K = 64            # keys per block (and per tile), at most
+MAX_HEAD_DIM = 256      # the largest head size (D and Dv) the per-thread buffers are made for
+SHARED_BYTES = 32 * 1024    # shared memory a kernel's two tiles may take (a block may use 48 KiB)
+
+
+def block_size(head_dim, itemsize, largest=BLOCK_Q):
+    """Rows per tile: the largest power of two up to ``largest`` such that the two shared tiles
+    of a kernel, (rows, head_dim) numbers each, fit in ``SHARED_BYTES``. float32 and a head of 64:
+    64 rows (32 KiB); a head of 128: 32 rows; float64 halves them."""
+    rows = largest
+    while rows > 1 and 2 * rows * head_dim * itemsize > SHARED_BYTES:
+        rows //= 2
+    return rows
 
 
 @functools.lru_cache(maxsize=None)
-def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HEAD_DIM):
-    """Compile the forward, dK/dV and dQ kernels for ``dtype`` and block sizes (smaller blocks
-    run faster under the CUDA simulator). Returns (forward, backward_kv, backward_q)."""
+def make_attention_kernels(dtype, block_q, block_k, max_d):
+    """Compile the forward, dK/dV and dQ kernels for ``dtype``, tiles of ``block_q`` queries
+    and ``block_k`` keys, and heads of up to ``max_d`` numbers. Returns (forward, backward_kv,
+    backward_q).
+
+    The kernels are compiled for one head size: every loop over a head runs ``max_d`` times,
+    a number known when the kernel is compiled, so the compiler can unroll it and keep a
+    thread's rows (q_row, acc, ...) in registers instead of slower local memory. Heads shorter
+    than ``max_d`` are padded with zeros as they are loaded (a zero adds nothing to a dot
+    product); the host functions compile for max(D, Dv) exactly.
+    """
     element = numba.from_dtype(np.dtype(dtype))
+    zero = element(0)
 
     @cuda.jit(device=True)
     def visible(i, j, is_causal, padding, has_padding, b):
@@ -60,45 +85,40 @@ def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HE
         v_tile = cuda.shared.array((block_k, max_d), element)
         q_row = cuda.local.array(max_d, element)
         acc = cuda.local.array(max_d, element)
-        if i < Tq:
-            for d in range(D):
-                q_row[d] = q[bh, i, d] * scale
-        for d in range(Dv):
+        for d in range(max_d):
+            q_row[d] = q[bh, i, d] * scale if i < Tq and d < D else zero
             acc[d] = 0
         row_max = element(-math.inf)
         row_sum = element(0)
         last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
         for j0 in range(0, last_key, block_k):
-            for idx in range(r, block_k * D, block_q):          # cooperative, coalesced loads
-                jj, d = idx // D, idx % D
-                if j0 + jj < Tk:
-                    k_tile[jj, d] = k[bh, j0 + jj, d]
-            for idx in range(r, block_k * Dv, block_q):
-                jj, d = idx // Dv, idx % Dv
-                if j0 + jj < Tk:
-                    v_tile[jj, d] = v[bh, j0 + jj, d]
+            for idx in range(r, block_k * max_d, block_q):      # cooperative, coalesced loads
+                jj, d = idx // max_d, idx % max_d
+                inside = j0 + jj < Tk
+                k_tile[jj, d] = k[bh, j0 + jj, d] if inside and d < D else zero
+                v_tile[jj, d] = v[bh, j0 + jj, d] if inside and d < Dv else zero
             cuda.syncthreads()
             if i < Tq:
                 for jj in range(min(block_k, Tk - j0)):
                     if not visible(i, j0 + jj, is_causal, padding, has_padding, b):
                         continue
                     s = element(0)
-                    for d in range(D):
+                    for d in range(max_d):
                         s += q_row[d] * k_tile[jj, d]
                     if s > row_max:                             # new maximum: rescale
                         rescale = math.exp(row_max - s)
                         row_sum *= rescale
-                        for d in range(Dv):
+                        for d in range(max_d):
                             acc[d] *= rescale
                         row_max = s
                     p = math.exp(s - row_max)
                     row_sum += p
-                    for d in range(Dv):
+                    for d in range(max_d):
                         acc[d] += p * v_tile[jj, d]
             cuda.syncthreads()
         if i < Tq:
             for d in range(Dv):
-                out[bh, i, d] = acc[d] / row_sum if row_sum > 0 else 0
+                out[bh, i, d] = acc[d] / row_sum if row_sum > 0 else zero
             lse[bh, i] = row_max + math.log(row_sum) if row_sum > 0 else -math.inf
 
     @cuda.jit
@@ -116,24 +136,18 @@ def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HE
         v_row = cuda.local.array(max_d, element)
         dk = cuda.local.array(max_d, element)
         dv = cuda.local.array(max_d, element)
-        if j < Tk:
-            for d in range(D):
-                k_row[d] = k[bh, j, d]
-            for d in range(Dv):
-                v_row[d] = v[bh, j, d]
         for d in range(max_d):
+            k_row[d] = k[bh, j, d] if j < Tk and d < D else zero
+            v_row[d] = v[bh, j, d] if j < Tk and d < Dv else zero
             dk[d] = 0
             dv[d] = 0
         first = cuda.blockIdx.x * block_k if is_causal else 0   # earlier queries see none
         for i0 in range(first - first % block_q, Tq, block_q):
-            for idx in range(c, block_q * D, block_k):
-                ii, d = idx // D, idx % D
-                if i0 + ii < Tq:
-                    q_tile[ii, d] = q[bh, i0 + ii, d]
-            for idx in range(c, block_q * Dv, block_k):
-                ii, d = idx // Dv, idx % Dv
-                if i0 + ii < Tq:
-                    g_tile[ii, d] = grad_out[bh, i0 + ii, d]
+            for idx in range(c, block_q * max_d, block_k):
+                ii, d = idx // max_d, idx % max_d
+                inside = i0 + ii < Tq
+                q_tile[ii, d] = q[bh, i0 + ii, d] if inside and d < D else zero
+                g_tile[ii, d] = grad_out[bh, i0 + ii, d] if inside and d < Dv else zero
             cuda.syncthreads()
             if j < Tk:
                 for ii in range(min(block_q, Tq - i0)):
@@ -142,15 +156,15 @@ def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HE
                                                               has_padding, b):
                         continue
                     s = element(0)
-                    for d in range(D):
+                    for d in range(max_d):
                         s += q_tile[ii, d] * k_row[d]
                     p = math.exp(s * scale - lse[bh, i])
                     dp = element(0)
-                    for d in range(Dv):
+                    for d in range(max_d):
                         dv[d] += p * g_tile[ii, d]
                         dp += g_tile[ii, d] * v_row[d]
                     ds = p * (dp - delta[bh, i])
-                    for d in range(D):
+                    for d in range(max_d):
                         dk[d] += ds * q_tile[ii, d]
             cuda.syncthreads()
         if j < Tk:
@@ -173,37 +187,31 @@ def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HE
         q_row = cuda.local.array(max_d, element)
         g_row = cuda.local.array(max_d, element)
         dq = cuda.local.array(max_d, element)
-        if i < Tq:
-            for d in range(D):
-                q_row[d] = q[bh, i, d]
-            for d in range(Dv):
-                g_row[d] = grad_out[bh, i, d]
         for d in range(max_d):
+            q_row[d] = q[bh, i, d] if i < Tq and d < D else zero
+            g_row[d] = grad_out[bh, i, d] if i < Tq and d < Dv else zero
             dq[d] = 0
         last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
         for j0 in range(0, last_key, block_k):
-            for idx in range(r, block_k * D, block_q):
-                jj, d = idx // D, idx % D
-                if j0 + jj < Tk:
-                    k_tile[jj, d] = k[bh, j0 + jj, d]
-            for idx in range(r, block_k * Dv, block_q):
-                jj, d = idx // Dv, idx % Dv
-                if j0 + jj < Tk:
-                    v_tile[jj, d] = v[bh, j0 + jj, d]
+            for idx in range(r, block_k * max_d, block_q):
+                jj, d = idx // max_d, idx % max_d
+                inside = j0 + jj < Tk
+                k_tile[jj, d] = k[bh, j0 + jj, d] if inside and d < D else zero
+                v_tile[jj, d] = v[bh, j0 + jj, d] if inside and d < Dv else zero
             cuda.syncthreads()
             if i < Tq and lse[bh, i] != -math.inf:
                 for jj in range(min(block_k, Tk - j0)):
                     if not visible(i, j0 + jj, is_causal, padding, has_padding, b):
                         continue
                     s = element(0)
-                    for d in range(D):
+                    for d in range(max_d):
                         s += q_row[d] * k_tile[jj, d]
                     p = math.exp(s * scale - lse[bh, i])
                     dp = element(0)
-                    for d in range(Dv):
+                    for d in range(max_d):
                         dp += g_row[d] * v_tile[jj, d]
                     ds = p * (dp - delta[bh, i])
-                    for d in range(D):
+                    for d in range(max_d):
                         dq[d] += ds * k_tile[jj, d]
             cuda.syncthreads()
         if i < Tq:
@@ -213,11 +221,21 @@ def make_attention_kernels(dtype, block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HE
     return forward, backward_kv, backward_q
 
 
-def _prepare(q, k, v, key_padding_mask, max_d):
-    backend.require_cuda()
-    if max(q.shape[-1], v.shape[-1]) > max_d:
+def launch_sizes(q, v, block_q=None, block_k=None, max_d=None):
+    """(block_q, block_k, max_d) for heads q (..., D) and v (..., Dv): the kernels are compiled
+    for max_d = max(D, Dv) and tiles that fit in shared memory (``block_size``), unless given."""
+    head = max(q.shape[-1], v.shape[-1])
+    if max_d is None:
+        max_d = head
+    if head > min(max_d, MAX_HEAD_DIM):
         raise ValueError("attention (cuda): head sizes up to %d are supported, got q of shape "
-                         "%s and v of shape %s" % (max_d, q.shape, v.shape))
+                         "%s and v of shape %s" % (min(max_d, MAX_HEAD_DIM), q.shape, v.shape))
+    rows = block_size(max_d, q.dtype.itemsize)
+    return block_q or rows, block_k or rows, max_d
+
+
+def _prepare(q, k, v, key_padding_mask):
+    backend.require_cuda()
     heads = [np.ascontiguousarray(x).reshape((-1,) + x.shape[2:]) for x in (q, k, v)]
     has_padding = key_padding_mask is not None
     padding = (np.ascontiguousarray(key_padding_mask, dtype=np.bool_) if has_padding
@@ -226,9 +244,11 @@ def _prepare(q, k, v, key_padding_mask, max_d):
 
 
 def attention_forward_cuda(q, k, v, scale, is_causal=False, key_padding_mask=None,
-                           block_q=BLOCK_Q, block_k=BLOCK_K, max_d=MAX_HEAD_DIM):
-    """(O, L) for q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) host arrays."""
-    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask, max_d)
+                           block_q=None, block_k=None, max_d=None):
+    """(O, L) for q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv) host arrays. The block
+    sizes and head size of the compiled kernel come from ``launch_sizes`` unless given."""
+    block_q, block_k, max_d = launch_sizes(q, v, block_q, block_k, max_d)
+    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask)
     B, H, Tq = q.shape[:3]
     forward, _, _ = make_attention_kernels(q.dtype, block_q, block_k, max_d)
     d_out = cuda.device_array((B * H, Tq, v.shape[-1]), dtype=q.dtype)
@@ -242,10 +262,10 @@ def attention_forward_cuda(q, k, v, scale, is_causal=False, key_padding_mask=Non
 
 
 def attention_backward_cuda(grad_out, q, k, v, out, lse, scale, is_causal=False,
-                            key_padding_mask=None, block_q=BLOCK_Q, block_k=BLOCK_K,
-                            max_d=MAX_HEAD_DIM):
+                            key_padding_mask=None, block_q=None, block_k=None, max_d=None):
     """(dQ, dK, dV) for the host arrays of ``attention_forward_cuda``."""
-    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask, max_d)
+    block_q, block_k, max_d = launch_sizes(q, v, block_q, block_k, max_d)
+    (q3, k3, v3), d_padding, has_padding = _prepare(q, k, v, key_padding_mask)
     B, H, Tq = q.shape[:3]
     Tk = k.shape[2]
     _, backward_kv, backward_q = make_attention_kernels(q.dtype, block_q, block_k, max_d)
