@@ -73,6 +73,19 @@ def make_attention_kernels(dtype, block_q, block_k, max_d):
             return False
         return not (has_padding and padding[b, j])
 
+    @cuda.jit(device=True)
+    def load_tiles(a, b, bh, row0, a_tile, b_tile, first, step):
+        """a_tile[r] = a[bh, row0 + r] and b_tile[r] = b[bh, row0 + r] for the tile's rows,
+        zero-padded to max_d numbers (and past the last row), thread ``first`` of ``step``
+        taking elements first, first + step, ...: neighbouring threads, neighbouring addresses
+        (coalesced). The caller synchronises before reading the tiles."""
+        rows = a_tile.shape[0]
+        for idx in range(first, rows * max_d, step):
+            r, d = idx // max_d, idx % max_d
+            inside = row0 + r < a.shape[1]
+            a_tile[r, d] = a[bh, row0 + r, d] if inside and d < a.shape[2] else zero
+            b_tile[r, d] = b[bh, row0 + r, d] if inside and d < b.shape[2] else zero
+
     @cuda.jit
     def forward(q, k, v, scale, is_causal, padding, has_padding, num_heads, out, lse):
         Tq, D = q.shape[1], q.shape[2]
@@ -92,11 +105,7 @@ def make_attention_kernels(dtype, block_q, block_k, max_d):
         row_sum = element(0)
         last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
         for j0 in range(0, last_key, block_k):
-            for idx in range(r, block_k * max_d, block_q):      # cooperative, coalesced loads
-                jj, d = idx // max_d, idx % max_d
-                inside = j0 + jj < Tk
-                k_tile[jj, d] = k[bh, j0 + jj, d] if inside and d < D else zero
-                v_tile[jj, d] = v[bh, j0 + jj, d] if inside and d < Dv else zero
+            load_tiles(k, v, bh, j0, k_tile, v_tile, r, block_q)     # all threads together
             cuda.syncthreads()
             if i < Tq:
                 for jj in range(min(block_k, Tk - j0)):
@@ -143,11 +152,7 @@ def make_attention_kernels(dtype, block_q, block_k, max_d):
             dv[d] = 0
         first = cuda.blockIdx.x * block_k if is_causal else 0   # earlier queries see none
         for i0 in range(first - first % block_q, Tq, block_q):
-            for idx in range(c, block_q * max_d, block_k):
-                ii, d = idx // max_d, idx % max_d
-                inside = i0 + ii < Tq
-                q_tile[ii, d] = q[bh, i0 + ii, d] if inside and d < D else zero
-                g_tile[ii, d] = grad_out[bh, i0 + ii, d] if inside and d < Dv else zero
+            load_tiles(q, grad_out, bh, i0, q_tile, g_tile, c, block_k)
             cuda.syncthreads()
             if j < Tk:
                 for ii in range(min(block_q, Tq - i0)):
@@ -193,11 +198,7 @@ def make_attention_kernels(dtype, block_q, block_k, max_d):
             dq[d] = 0
         last_key = min(Tk, (cuda.blockIdx.x + 1) * block_q) if is_causal else Tk
         for j0 in range(0, last_key, block_k):
-            for idx in range(r, block_k * max_d, block_q):
-                jj, d = idx // max_d, idx % max_d
-                inside = j0 + jj < Tk
-                k_tile[jj, d] = k[bh, j0 + jj, d] if inside and d < D else zero
-                v_tile[jj, d] = v[bh, j0 + jj, d] if inside and d < Dv else zero
+            load_tiles(k, v, bh, j0, k_tile, v_tile, r, block_q)
             cuda.syncthreads()
             if i < Tq and lse[bh, i] != -math.inf:
                 for jj in range(min(block_k, Tk - j0)):

@@ -32,15 +32,13 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
+from tinyllm.kernels.fused import _INV_SQRT_2, _INV_SQRT_2_PI, _SQRT_2_OVER_PI
 from tinyllm.kernels.cuda_transfers import to_device, to_host
 
 THREADS = 128           # threads per block; a power of two, for the reduction tree
 ELEMENTWISE_BLOCKS = 1024   # most blocks an elementwise kernel launches (then grid-stride)
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2_PI = 1.0 / math.sqrt(2.0 * math.pi)
-_GELU_CUBIC = 0.044715
+_GELU_CUBIC = 0.044715       # the tanh form's x + 0.044715 x^3
 
 
 @functools.lru_cache(maxsize=None)
