@@ -1,19 +1,17 @@
-"""Exercises with an autograder: implement a forward and backward, and check them.
+"""The tinyllm course: students build their own framework, ``mytl``, graded by a checker.
 
-    python -m tinyllm.exercises list                         the exercises, by chapter
-    python -m tinyllm.exercises show softmax                 the task
-    python -m tinyllm.exercises stub softmax > my_softmax.py the starting file
-    python -m tinyllm.exercises check softmax my_softmax.py  gradient checks and comparisons
-    python -m tinyllm.exercises student-notebooks OUT_DIR    notebooks without the solutions
+    python -m tinyllm.exercises init DIR          the stub package DIR/mytl/, one module a step
+    python -m tinyllm.exercises list              the steps, in the order the chapters teach
+    python -m tinyllm.exercises check STEP        one PASS/FAIL line a check, and a score
+    python -m tinyllm.exercises hint STEP         graded hints, one at a time
 
-Each exercise has a stub (``stubs/NAME.py``: the class or function to write, its shapes and
-formulas), a reference solution kept apart (``solutions/NAME.py``) and checks
-(``registry.py``). ``check`` prints one PASS/FAIL line per check with the worst element and
-its error, and exits with 0 when all pass, 1 when any fails, 2 for a usage error.
+``course.py`` holds the steps and runs them, ``grading.py`` the machinery of a check,
+``steps/`` one module of checks per step, ``stubs/mytl/`` the student's starting files and
+``expected/`` the values the checks compare with. The reference solutions that recorded those
+values, and the planted bugs that prove each check can fail, are kept for instructors in the
+repository's ``instructor/`` folder: they are not part of the installed package.
 """
 
-from tinyllm.exercises.checks import Outcome, UsageError, check_solution, load_solution
-from tinyllm.exercises.registry import EXERCISES, Exercise
+from tinyllm.exercises.course import Step, UsageError, all_steps, find_step, run_step
 
-__all__ = ["EXERCISES", "Exercise", "Outcome", "UsageError", "check_solution",
-           "load_solution"]
+__all__ = ["Step", "UsageError", "all_steps", "find_step", "run_step"]

@@ -5,20 +5,18 @@
 copies every ``*.ipynb`` of the notebooks folder to OUT_DIR, replacing the source of each cell
 whose metadata has the tag "solution" (``"metadata": {"tags": ["solution"]}``) by
 
-    # Your solution here (exercise NAME, see the chapter)
+    # Your solution here (step NAME, see the chapter)
 
 and clearing that cell's outputs, so that neither the code nor what it printed or drew gives
 the answer away. NAME comes from the cell's metadata ``"exercise"`` if it has one, else from
-the exercises of the notebook's chapter (the number its file name starts with). Notebooks are
+the course steps of the notebook's chapter (the number its file name starts with). Notebooks are
 read and written as JSON (the .ipynb format), so no extra package is needed.
 """
 
 import json
-import re
 from pathlib import Path
 
-from tinyllm.exercises.checks import UsageError
-from tinyllm.exercises.registry import exercises_of_chapter
+from tinyllm.exercises.course import UsageError, all_steps
 
 SOLUTION_TAG = "solution"
 
@@ -32,29 +30,21 @@ def is_solution(cell):
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def _source(cell):
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
-
-
 def exercise_names(cell, notebook_path):
-    """The exercise a solution cell belongs to: the cell's metadata "exercise" if given, else
-    the exercise of the notebook's chapter whose class or function the cell defines, else
-    all the chapter's exercises ("softmax or attention")."""
+    """The step a solution cell belongs to: the cell's metadata "exercise" if given, else
+    the course steps of the notebook's chapter ("losses or optim")."""
     name = cell.get("metadata", {}).get("exercise")
     if name:
         return name
     prefix = Path(notebook_path).name.split("-")[0]
-    exercises = exercises_of_chapter(int(prefix)) if prefix.isdigit() else []
-    defined = [e for e in exercises
-               if re.search(r"^\s*(class|def)\s+%s\b" % e.entry, _source(cell), re.MULTILINE)]
-    return " or ".join(e.name for e in (defined or exercises))
+    chapter = int(prefix) if prefix.isdigit() else None
+    return " or ".join(s.name for s in all_steps().values() if s.chapter == chapter)
 
 
 def placeholder(cell, notebook_path):
     """The text that replaces a solution cell's source."""
     names = exercise_names(cell, notebook_path)
-    text = "Your solution here (%s)" % ("exercise %s, see the chapter" % names if names
+    text = "Your solution here (%s)" % ("step %s, see the chapter" % names if names
                                         else "see the chapter")
     return "# " + text if cell.get("cell_type") == "code" else "*%s*" % text
 

@@ -1,0 +1,25 @@
+"""Planted bugs of step embedding: (what is wrong, text of the reference, text replacing it)."""
+
+BUGS = [
+    ("backward assigns instead of adding: a repeated id keeps only its last gradient",
+     "        np.add.at(grad_weight, ctx.ids, grad)\n",
+     "        grad_weight[ctx.ids] = grad\n"),
+    ("backward ignores the upstream gradient (adds ones)",
+     "np.add.at(grad_weight, ctx.ids, grad)", "np.add.at(grad_weight, ctx.ids, 1.0)"),
+    ("negative ids are not rejected (NumPy wraps -1 around to the last row)",
+     "outside = (ids < 0) | (ids >= num_embeddings)", "outside = ids >= num_embeddings"),
+    ("the range check is off by one (id == num_embeddings passes, NumPy then fails)",
+     "outside = (ids < 0) | (ids >= num_embeddings)",
+     "outside = (ids < 0) | (ids > num_embeddings)"),
+    ("the weight is drawn from U(-1, 1) instead of N(0, 1)",
+     "Tensor(rng.standard_normal((num_embeddings, embedding_dim)),",
+     "Tensor(rng.uniform(-1, 1, size=(num_embeddings, embedding_dim)),"),
+    ("forward flattens the ids: (B * T, D) instead of (B, T, D)",
+     "        return weight[ids]\n", "        return weight[ids.reshape(-1)]\n"),
+    ("the weight is a Tensor without requires_grad",
+     "rng.standard_normal((num_embeddings, embedding_dim)),\n                             requires_grad=True)",
+     "rng.standard_normal((num_embeddings, embedding_dim)))"),
+    ("the layer looks up in weight.data, cutting the weight out of the graph",
+     "return EmbeddingFunction.apply(self.weight, ids)",
+     "return EmbeddingFunction.apply(self.weight.data, ids)"),
+]

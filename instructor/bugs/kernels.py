@@ -1,0 +1,25 @@
+"""Planted bugs of step kernels: (what is wrong, text of the reference, text replacing it)."""
+
+BUGS = [
+    ("the reference forgets the 1/sqrt(d) scale",
+     "scores = np.matmul(q, k_t) / math.sqrt(d)", "scores = np.matmul(q, k_t)"),
+    ("the reference's causal mask lets a query see the next key",
+     "np.tril(np.ones((T, T), dtype=bool))", "np.tril(np.ones((T, T), dtype=bool), 1)"),
+    ("the reference normalises the softmax over the queries, not the keys",
+     "weights / weights.sum(axis=-1, keepdims=True)",
+     "weights / weights.sum(axis=-2, keepdims=True)"),
+    ("the kernel is a plain Python function (no @njit)",
+     "@njit\ndef attention_forward", "def attention_forward"),
+    ("the kernel forgets the 1/sqrt(d) scale",
+     "                score *= scale\n", ""),
+    ("the running sum is not rescaled when the max grows",
+     "                    running_sum *= rescale\n", ""),
+    ("the output accumulator is not rescaled when the max grows",
+     "                    acc *= rescale\n", ""),
+    ("the causal kernel stops one key early (query i sees keys j < i)",
+     "last = i + 1 if causal else T", "last = i if causal else T"),
+    ("the running sum adds exp(s), not exp(s - m): the wrong sum divides the output",
+     "running_sum += weight", "running_sum += math.exp(score)"),
+    ("the running max starts at 0, not -inf (scores far below 0 underflow to 0 / 0)",
+     "running_max = -np.inf", "running_max = 0.0"),
+]
