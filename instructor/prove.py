@@ -15,12 +15,18 @@ Prints one line per step and "N checks, N caught a planted bug"; the exit status
 all three hold everywhere. ``--verbose`` prints which checks caught each bug.
 """
 
-import importlib.util
-import shutil
-import sys
-import tempfile
-import time
-from pathlib import Path
+import os
+
+# One BLAS thread: the training step's small matrices gain nothing from a second thread, and
+# lose much when it spins against other work (set before NumPy loads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import importlib.util  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))

@@ -10,6 +10,7 @@ solution. The whole proof (every step's reference, stub and planted bugs) is
 """
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from tinyllm.exercises import course, grading
 from tinyllm.exercises.__main__ import main
+from tinyllm.exercises.notebooks import write_student_notebooks
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "instructor" / "solutions"
@@ -333,3 +335,83 @@ def test_the_proof_catches_a_planted_bug_with_every_check_of_two_steps():
     checks, caught = int(last.split()[0]), int(last.split(",")[1].split()[0])
     assert checks == caught == sum(len(course.find_step(s).checks)
                                    for s in ("autograd", "losses"))
+
+
+# ----- student copies of the chapters' notebooks ------------------------------------------------
+def _notebook(nbformat):
+    nb = nbformat.v4.new_notebook()
+    imports = nbformat.v4.new_code_cell("import numpy as np")
+    solution = nbformat.v4.new_code_cell("def softmax(x):\n    return np.exp(x) / np.exp(x).sum()",
+                                         metadata={"tags": ["solution"]})
+    solution.outputs = [nbformat.v4.new_output("stream", name="stdout", text="secret answer\n")]
+    solution.execution_count = 2
+    named = nbformat.v4.new_code_cell("attention = ...", metadata={"tags": ["solution"],
+                                                                   "exercise": "attention"})
+    prose = nbformat.v4.new_markdown_cell("The softmax Jacobian is ...",
+                                          metadata={"tags": ["solution"]})
+    kept = nbformat.v4.new_code_cell("print(1)")
+    kept.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells = [imports, solution, named, prose, kept]
+    return nb
+
+
+def test_student_notebooks_replace_solution_cells_and_clear_their_outputs(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    source, out = tmp_path / "notebooks", tmp_path / "student"
+    source.mkdir()
+    nbformat.write(_notebook(nbformat), str(source / "06-attention.ipynb"))
+
+    status, output = run("student-notebooks", str(out), "--from", str(source))
+    assert status == 0
+    assert "3 solution cell(s) replaced" in output
+    nb = nbformat.read(str(out / "06-attention.ipynb"), as_version=4)
+    nbformat.validate(nb)
+    imports, solution, named, prose, kept = nb.cells
+    assert solution.source == ("# Your solution here (step attention, see the chapter)")
+    assert solution.outputs == [] and solution.execution_count is None
+    assert named.source == "# Your solution here (step attention, see the chapter)"
+    assert prose.source.startswith("*Your solution here")
+    assert imports.source == "import numpy as np"
+    assert kept.source == "print(1)" and kept.outputs[0].text == "1\n"
+    assert "secret answer" not in (out / "06-attention.ipynb").read_text()
+    original = json.loads((source / "06-attention.ipynb").read_text())
+    assert "secret answer" in json.dumps(original)          # the original is untouched
+
+
+def test_student_notebooks_refuse_to_overwrite_the_originals(tmp_path, capsys):
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.write(_notebook(nbformat), str(tmp_path / "02-losses.ipynb"))
+    assert run("student-notebooks", str(tmp_path), "--from", str(tmp_path))[0] == 2
+    assert run("student-notebooks", str(tmp_path / "out"), "--from",
+               str(tmp_path / "empty"))[0] == 2
+    assert "no notebooks" in capsys.readouterr().err
+
+
+def test_a_solution_cell_is_named_after_the_steps_of_its_chapter(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("class Attention(Function):\n    pass",
+                                          metadata={"tags": ["solution"]})]
+    nbformat.write(nb, str(tmp_path / "09-decoding.ipynb"))
+    write_student_notebooks(tmp_path / "out", tmp_path)
+    cell = nbformat.read(str(tmp_path / "out" / "09-decoding.ipynb"), as_version=4).cells[0]
+    assert cell.source == "# Your solution here (step bpe or decoding, see the chapter)"
+
+
+def test_write_student_notebooks_counts_the_cells_it_replaced(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbformat.write(_notebook(nbformat), str(tmp_path / "09-decoding.ipynb"))
+    written = write_student_notebooks(tmp_path / "out", tmp_path)
+    assert [(p.name, n) for p, n in written] == [("09-decoding.ipynb", 3)]
+    nb = nbformat.read(str(tmp_path / "out" / "09-decoding.ipynb"), as_version=4)
+    assert nb.cells[1].source == "# Your solution here (step bpe or decoding, see the chapter)"
+
+
+def test_the_instructors_guide_lists_every_step_with_its_checks_and_time():
+    guide = (REPO / "instructor" / "README.md").read_text()
+    for step in course.all_steps().values():
+        row = [line for line in guide.splitlines() if line.startswith("| `%s` |" % step.name)]
+        assert row, step.name
+        cells = [cell.strip() for cell in row[0].split("|")[1:-1]]
+        assert cells[1] == str(step.chapter) and cells[4] == str(len(step.checks)), step.name
+        assert cells[6] == "%d min" % step.minutes, step.name

@@ -28,9 +28,22 @@ The solution cell is the stub with the reference's code inside ``### BEGIN SOLUT
 ``### END SOLUTION`` regions, one region per function body the student writes. nbgrader's
 release replaces each region by ``# YOUR CODE HERE`` / ``raise NotImplementedError()`` at
 the region's indentation, so the released cell is the stub again: its docstrings, the code
-given, and a ``raise NotImplementedError()`` in each function to write. (A module whose
-stub and reference cannot be lined up function by function gets one region holding the whole
-reference after the stub; the notebook then says to delete the two lines nbgrader leaves.)
+given, and a ``raise NotImplementedError()`` in each function to write. The stub and the
+reference are lined up by name (``solution_source``):
+
+- a def in both: its body, if the reference's differs, becomes a region (the stub's docstring
+  and the comments above the body stay outside it);
+- a def or class only the reference has (a private helper): inserted where the reference has
+  it, each function body in a region; an import or constant only it has: inserted as it is;
+- a method only the stub has: its body becomes ``return super().NAME(...)`` in a region (the
+  reference inherits it);
+- a top-level answer (``ANSWER = None`` in the stub, ``"c"`` in the reference): the
+  reference's assignment follows the stub's in a region, and the notebook says to replace the
+  lines the release puts there, which stop the module at import.
+
+The result must run the reference's code (compared as syntax trees without docstrings, defs
+in any order); otherwise the cell is the stub followed by one region holding the whole
+reference.
 
 An autograder cell runs the check through the command-line checker's machinery
 (``course.run_step`` on the notebook's folder); its code sits in a ``### BEGIN HIDDEN
@@ -158,8 +171,8 @@ def _regioned(node, lines):
 
 
 def _key(node):
-    """What pairs a reference statement with the stub's: the name of a def or class, else the
-    statement itself."""
+    """What pairs a reference statement with the stub's: the name of a def or class, the names
+    an assignment binds, else the statement itself."""
     if _is_def(node) or isinstance(node, ast.ClassDef):
         return (type(node).__name__, node.name)
     if _assigned_names(node):
@@ -231,7 +244,10 @@ def _merge_block(stub_body, ref_body, stub_lines, ref_lines, edits, block_end, p
                     ref, ref_lines, " " * (stub.col_offset + 4)))
         elif _dump([ref]) != _dump([stub]):
             # ANSWER = None in the stub, ANSWER = "c" in the reference: the reference's
-            # assignment follows the stub's, in a region of its own.
+            # assignment follows the stub's, in a region of its own (at the top level only:
+            # the release's ``raise NotImplementedError()`` stops the import there).
+            if path:
+                raise _NoMerge("line %d: the stub and the reference differ" % stub.lineno)
             indent = " " * stub.col_offset
             edits.append((stub.end_lineno + 1, stub.end_lineno, _region(
                 indent, _reindent(ref_lines[_first_line(ref) - 1:ref.end_lineno],
@@ -416,13 +432,13 @@ def _writefile(module, text):
 
 def _intro_cells(chapter, steps, given):
     names = ", ".join("`%s` (`mytl/%s.py`)" % (s.name, s.module) for s in steps)
-    text = ("# %s\n\nIn this assignment you write the steps %s of `mytl`, your own deep-learning "
-            "framework.\n\nRun the cells from the top: each `%%%%writefile` cell writes one "
+    text = ("# %s\n\nIn this assignment you write the step%s %s of `mytl`, your own "
+            "deep-learning framework.\n\nRun the cells from the top: each `%%%%writefile` cell writes one "
             "file of the package `mytl/` beside this notebook. Write your code in the cells "
             "that say `# YOUR CODE HERE`, in place of `raise NotImplementedError()`; keep the "
             "names and docstrings. After each step, the cell below it prints the checker's "
             "report (the same checks grade the assignment: one point each).\n"
-            % (_chapter_title(chapter), names))
+            % (_chapter_title(chapter), "s" if len(steps) > 1 else "", names))
     cells = [_markdown(text),
              _code_cell('import os\n\nos.makedirs("%s", exist_ok=True)' % course.PACKAGE,
                         "setup", locked=True),
@@ -563,7 +579,7 @@ def write_nbgrader_course(out_dir, reference_dir=None, steps=None):
     return assignments
 
 
-def release_nbgrader(out_dir, reference_dir=None, steps=None, out=None):
+def release(out_dir, reference_dir=None, out=None, steps=None):
     """The command ``release --nbgrader DIR``: write the course, print what was written."""
     out = sys.stdout if out is None else out
     assignments = write_nbgrader_course(out_dir, reference_dir, steps)

@@ -31,14 +31,15 @@ def is_solution(cell):
 
 
 def exercise_names(cell, notebook_path):
-    """The step a solution cell belongs to: the cell's metadata "exercise" if given, else
-    the course steps of the notebook's chapter ("losses or optim")."""
+    """The step a solution cell belongs to: the cell's metadata "exercise" if it names a step,
+    else the course steps of the notebook's chapter ("bpe or decoding")."""
+    steps = all_steps()
     name = cell.get("metadata", {}).get("exercise")
-    if name:
+    if name in steps:
         return name
     prefix = Path(notebook_path).name.split("-")[0]
     chapter = int(prefix) if prefix.isdigit() else None
-    return " or ".join(s.name for s in all_steps().values() if s.chapter == chapter)
+    return " or ".join(s.name for s in steps.values() if s.chapter == chapter)
 
 
 def placeholder(cell, notebook_path):

@@ -78,6 +78,7 @@ def gelu(x):
 
     Composed of Tensor ops (autograd gives the backward). x: a Tensor, any shape.
     """
+    # x * x * x, not x ** 3: NumPy's pow is about 50 times slower on negative numbers
     inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))
     return 0.5 * x * (1.0 + inner.tanh())
 
