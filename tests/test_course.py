@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyllm.exercises import course, grading
+from tinyllm.exercises import course
 from tinyllm.exercises.__main__ import main
 from tinyllm.exercises.notebooks import write_student_notebooks
 

@@ -28,7 +28,6 @@ import contextlib
 import importlib
 import io
 import signal
-import sys
 import threading
 import time
 import traceback
