@@ -1,11 +1,15 @@
 """The ``tinyllm`` command line (also ``python -m tinyllm``).
 
-    tinyllm train      train a model (no options: a small GPT on Python's pydoc topics, ~3 min)
+    tinyllm train      train a model (no options: a small GPT on Python's pydoc topics)
     tinyllm generate   sample text from a checkpoint
     tinyllm eval       loss, perplexity, bits per character (BLEU for seq2seq) of a checkpoint
     tinyllm serve      a JSON-over-HTTP endpoint for a checkpoint (127.0.0.1:8000)
     tinyllm bench      run the benchmarks in benchmarks/
     tinyllm demo       the autograd engine at work: a small network, its gradients checked
+    tinyllm info       versions, BLAS, backend, threads, GPU, Numba cache: for a bug report
+
+Each model kind writes to its own folder unless --out says otherwise: out/gpt/, out/lstm/,
+out/mlm/, out/seq2seq/, out/classifier/ (a checkpoint ckpt.npz and a loss curve loss.png).
 
 Mistakes in what is asked (a missing or empty corpus, a corrupt checkpoint, a prompt with
 characters the model never saw, an option out of range) print one line,
@@ -15,6 +19,7 @@ good checkpoint.
 """
 
 import argparse
+import errno
 import json
 import subprocess
 import sys
@@ -25,8 +30,9 @@ from tinyllm.kernels.backend import BACKENDS
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-HINT = ("Start with `tinyllm train`: a small GPT learns Python's own documentation in a few "
-        "minutes.")
+HINT = ("Start with `tinyllm train`: a small GPT learns Python's own documentation; its "
+        "checkpoint goes to out/gpt/ckpt.npz.")
+DEFAULT_CHECKPOINT = "out/gpt/ckpt.npz"     # where `tinyllm train` (a GPT) writes its checkpoint
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -61,7 +67,8 @@ TRAIN_OPTIONS = [
     ("--out", "out", str, "output folder (checkpoint ckpt.npz, loss curve loss.png)"),
 ]
 DERIVED_DEFAULTS = {"warmup": "min(100, steps // 10)", "min_lr": "lr / 10",
-                    "backend": "the current one, auto unless TINYLLM_BACKEND is set"}
+                    "backend": "the current one, auto unless TINYLLM_BACKEND is set",
+                    "out": "out/MODEL: out/gpt, out/lstm, out/mlm, out/seq2seq, out/classifier"}
 
 
 def add_train_parser(commands):
@@ -72,7 +79,9 @@ def add_train_parser(commands):
         description="Train a model. With no options: nanoGPT's small CPU configuration (4 "
                     "layers, 4 heads, 128 features, context 64) on Python's pydoc topics with "
                     "a character tokenizer; prints a sample before and after training and "
-                    "writes out/ckpt.npz and out/loss.png.")
+                    "writes out/gpt/ckpt.npz and out/gpt/loss.png. Each model kind has its own "
+                    "folder (out/lstm/, out/mlm/, ...) unless --out names one. The first run "
+                    "on a machine compiles the Numba kernels first, and says so.")
     choices = {"model": MODEL_TYPES, "tokenizer": TOKENIZERS, "backend": BACKENDS}
     for option, name, kind, text in TRAIN_OPTIONS:
         default = DERIVED_DEFAULTS.get(name, defaults[name])
@@ -90,12 +99,14 @@ def add_train_parser(commands):
 def run_train(args):
     from tinyllm.training import TrainConfig, load_checkpoint, train
     from tinyllm.training.checkpoint import CHECKPOINT_NAME
+    from tinyllm.training.config import default_out
     settings = {name: getattr(args, name) for _, name, _, _ in TRAIN_OPTIONS
                 if hasattr(args, name)}
     resume = args.resume
     if resume:
         if resume is True:
-            resume = Path(settings.get("out", TrainConfig.out)) / CHECKPOINT_NAME
+            folder = settings.get("out") or default_out(settings.get("model", "gpt"))
+            resume = Path(folder) / CHECKPOINT_NAME
         else:                           # new checkpoints go beside the one resumed from
             folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
             settings.setdefault("out", str(folder))
@@ -117,8 +128,8 @@ def add_generate_parser(commands):
         description="Continue a prompt with a trained model (gpt, lstm); decode a source "
                     "string (seq2seq); fill in <mask> tokens (mlm). A prompt longer than a "
                     "GPT's context is cropped to its last block_size tokens, with a note.")
-    parser.add_argument("--checkpoint", default="out/ckpt.npz",
-                        help="checkpoint file or folder (default: out/ckpt.npz)")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint file or folder (default: %s)" % DEFAULT_CHECKPOINT)
     parser.add_argument("--prompt", default="\n",
                         help="text to continue (default: a newline)")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="(default: 200)")
@@ -182,8 +193,8 @@ def add_eval_parser(commands):
         description="Evaluate a checkpoint on the held-out end of its training corpus (or of "
                     "--corpus): loss (nats per token), perplexity, bits per token, character "
                     "and byte; masked-token accuracy for mlm; BLEU and exact match for seq2seq.")
-    parser.add_argument("--checkpoint", default="out/ckpt.npz",
-                        help="checkpoint file or folder (default: out/ckpt.npz)")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint file or folder (default: %s)" % DEFAULT_CHECKPOINT)
     parser.add_argument("--corpus", default=None,
                         help="evaluate on the held-out part of this corpus instead")
     parser.add_argument("--batches", type=int, default=None,
@@ -220,14 +231,32 @@ def run_eval(args):
 
 
 # ----- serve --------------------------------------------------------------------------------
+SERVE_DESCRIPTION = """\
+Serve a checkpoint over HTTP, JSON in and out. Binds to 127.0.0.1 (this machine only) unless
+--host says otherwise; there is no authentication.
+
+endpoints:
+  GET  /health    -> {"status": "ok", "model_type", "step", "vocab_size", "endpoints"}
+  POST /generate  {"prompt": "...", and optionally "max_new_tokens" (default 200),
+                  "temperature" (0.8; 0 is greedy), "top_k", "top_p", "beam",
+                  "repetition_penalty" (1.0), "seed"}
+                  -> {"completion": "..."} (and "notice" when the prompt was cropped)
+                  (gpt and lstm continue the prompt; seq2seq decodes it; mlm fills <mask>)
+  POST /predict   {"text": "..."} -> {"probability": ...}   (classifier checkpoints)
+Errors come back as {"error": "..."} with status 400, 404, 405, 411, 413 or 422.
+
+example:
+  curl -s http://127.0.0.1:8000/generate -d '{"prompt": "The for statement", "seed": 0}'
+"""
+
+
 def add_serve_parser(commands):
     parser = commands.add_parser(
         "serve", help="a JSON-over-HTTP endpoint for a checkpoint",
-        description="Serve a checkpoint: GET /health, POST /generate {\"prompt\": ...}, POST "
-                    "/predict {\"text\": ...} (classifiers). Binds to 127.0.0.1 (this machine "
-                    "only) unless --host says otherwise; there is no authentication.")
-    parser.add_argument("--checkpoint", default="out/ckpt.npz",
-                        help="checkpoint file or folder (default: out/ckpt.npz)")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=SERVE_DESCRIPTION)
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help="checkpoint file or folder (default: %s)" % DEFAULT_CHECKPOINT)
     parser.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="(default: 8000; 0: any free)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
@@ -240,7 +269,13 @@ def run_serve(args):
     from tinyllm.training.serve import make_server
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must lie in [0, 65535], got %d" % args.port)
-    server = make_server(args.checkpoint, args.host, args.port, verbose=not args.quiet)
+    try:
+        server = make_server(args.checkpoint, args.host, args.port, verbose=not args.quiet)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise OSError("port %d on %s is in use; choose another with --port (--port 0: "
+                          "any free port)" % (args.port, args.host)) from None
+        raise
     host, port = server.server_address[:2]
     service = server.service
     print("serving the %s model of %s on http://%s:%d (GET /health, POST %s); Ctrl-C stops"
@@ -302,7 +337,8 @@ def add_demo_parser(commands):
     parser = commands.add_parser("demo", help="train a small network and check its gradients")
     parser.add_argument("--steps", type=int, default=2000, help="gradient descent steps")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    parser.add_argument("--out", default=".", help="folder for the loss plot")
+    parser.add_argument("--out", default="out",
+                        help="folder for the loss plot tinyllm_demo_loss.png (default: out)")
     parser.set_defaults(handler=run_demo)
 
 
@@ -310,6 +346,22 @@ def run_demo(args):
     from tinyllm import demo
     demo.run(steps=args.steps, lr=args.lr, out_dir=args.out)
     return 0
+
+
+# ----- info ---------------------------------------------------------------------------------
+def add_info_parser(commands):
+    parser = commands.add_parser(
+        "info", help="versions, BLAS, backend, threads, GPU, Numba cache: for a bug report",
+        description="Print the versions of tinyllm, Python, NumPy, Numba and NumPy's BLAS, the "
+                    "kernel backend and why, the thread settings, whether a CUDA GPU is "
+                    "visible, and where the Numba cache is and whether it is warm. Paste it "
+                    "into a bug report.")
+    parser.set_defaults(handler=run_info)
+
+
+def run_info(args):
+    from tinyllm import info
+    return info.main()
 
 
 # ----- main ---------------------------------------------------------------------------------
@@ -323,6 +375,7 @@ def build_parser():
     add_serve_parser(commands)
     add_bench_parser(commands)
     add_demo_parser(commands)
+    add_info_parser(commands)
     return parser
 
 

@@ -52,8 +52,9 @@ def describe_graph(tensor):
             for node in reversed(order)]
 
 
-def run(steps=2000, lr=0.1, out_dir=".", quiet=False):
-    """Train, check gradients, save the plot; returns (losses, plot path)."""
+def run(steps=2000, lr=0.1, out_dir="out", quiet=False):
+    """Train, check gradients, save the plot in ``out_dir`` (made if missing); returns
+    (losses, plot path)."""
     from tqdm import tqdm
 
     say = (lambda *a: None) if quiet else print
@@ -98,6 +99,7 @@ def run(steps=2000, lr=0.1, out_dir=".", quiet=False):
         say("  d loss / d %-2s  relative error %.1e  (should be below 1e-6)" % (name, error))
         if error > 1e-6:
             raise AssertionError("gradient check failed for %s" % name)
+    os.makedirs(out_dir, exist_ok=True)
     path = save_loss_plot(losses, os.path.join(out_dir, "tinyllm_demo_loss.png"))
     say("loss curve written to %s" % path)
     return losses, path

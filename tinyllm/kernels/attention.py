@@ -47,8 +47,10 @@ The kernels must equal ``attention_forward_reference`` and ``attention_backward_
 to float rounding.
 """
 
+import functools
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -272,6 +274,30 @@ def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padd
 
 
 # ----- the entry points that the autograd op calls --------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _any_layout_type(dtype, ndim, readonly):
+    """Numba's type of an array of ``dtype`` and ``ndim`` axes with any strides (layout "A");
+    remembered, since building it costs more than some kernel calls."""
+    return numba.types.Array(numba.from_dtype(dtype), ndim, "A", readonly=readonly)
+
+
+def _run_for_any_layout(kernel, *args):
+    """``kernel(*args)``, compiled once for arrays of any layout.
+
+    Numba compiles a kernel once per combination of argument types, and an array's type
+    includes its layout: "C" (contiguous) or "A" (any strides). The heads of a GPT are strided
+    views ("A"), except in a window of one token (sampling's first step), where they are
+    contiguous ("C"), and called with both, Numba would compile the kernel twice (seconds
+    each on a first run). Here it is compiled (or loaded from Numba's on-disk cache) for "A"
+    arrays only, and that version runs every call: a contiguous array is an "A" array too.
+    """
+    signature = tuple(_any_layout_type(a.dtype, a.ndim, not a.flags.writeable)
+                      if isinstance(a, np.ndarray) else numba.typeof(a) for a in args)
+    if signature not in kernel.overloads:
+        kernel.compile(signature)
+    kernel.overloads[signature].entry_point(*args)
+
+
 def _padding_array(key_padding_mask):
     if key_padding_mask is None:
         return np.zeros((0, 0), dtype=np.bool_)
@@ -290,8 +316,8 @@ def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
     B, H, Tq, _ = q.shape
     out = np.empty((B, H, Tq, v.shape[-1]), dtype=q.dtype)
     lse = np.empty((B, H, Tq), dtype=q.dtype)
-    attention_forward_numba(q, k, v, q.dtype.type(scale), bool(is_causal),
-                            _padding_array(key_padding_mask), out, lse)
+    _run_for_any_layout(attention_forward_numba, q, k, v, q.dtype.type(scale),
+                        bool(is_causal), _padding_array(key_padding_mask), out, lse)
     return out, lse
 
 
@@ -307,8 +333,8 @@ def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
         return cuda_attention.attention_backward_cuda(grad_out, q, k, v, out, lse, scale,
                                                       is_causal, key_padding_mask)
     grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
-    attention_backward_numba(grad_out.astype(q.dtype, copy=False), q, k, v, out,
-                             lse.astype(q.dtype, copy=False), q.dtype.type(scale),
-                             bool(is_causal), _padding_array(key_padding_mask),
-                             grad_q, grad_k, grad_v)
+    _run_for_any_layout(attention_backward_numba, grad_out.astype(q.dtype, copy=False), q, k,
+                        v, out, lse.astype(q.dtype, copy=False), q.dtype.type(scale),
+                        bool(is_causal), _padding_array(key_padding_mask),
+                        grad_q, grad_k, grad_v)
     return grad_q, grad_k, grad_v

@@ -40,10 +40,20 @@ M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 256 * 2 ** 20  # keep up to 256 MiB of freed memory at the top of the heap
 MMAP_THRESHOLD = 32 * 2 ** 20   # arrays up to 32 MiB (glibc's largest value) come from the heap
 
+# The environment variables this module set (the user had not), for ``tinyllm info``.
+variables_set = {}
+
+
+def _set_default(name, value):
+    """os.environ.setdefault(name, value), remembering it in ``variables_set`` when it sets."""
+    if name not in os.environ:
+        os.environ[name] = value
+        variables_set[name] = value
+
 
 def sleep_idle_openmp_threads():
     """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _set_default("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def sleep_idle_blas_threads():
@@ -51,7 +61,7 @@ def sleep_idle_blas_threads():
 
     Returns True when OpenBLAS will see it: NumPy was not imported yet.
     """
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    _set_default("OPENBLAS_THREAD_TIMEOUT", "4")
     return "numpy" not in sys.modules
 
 

@@ -395,8 +395,12 @@ def embedding_backward_reference(ids, grad, num_embeddings):
 
 @njit(cache=True)
 def _add_rows(grad_weight, ids, grad):
+    # Element by element: a row-at-a-time ``grad_weight[ids[i]] += grad[i]`` makes Numba also
+    # compile its shape-mismatch error message, which tripled this kernel's compile time.
     for i in range(ids.shape[0]):
-        grad_weight[ids[i]] += grad[i]
+        row = ids[i]
+        for j in range(grad.shape[1]):
+            grad_weight[row, j] += grad[i, j]
 
 
 def embedding_backward_numba(ids, grad, num_embeddings):

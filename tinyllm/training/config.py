@@ -18,6 +18,12 @@ MODEL_TYPES = ("gpt", "lstm", "mlm", "seq2seq", "classifier")
 TOKENIZERS = ("char", "bpe")
 
 
+def default_out(model):
+    """The output folder of a run that names none: out/gpt, out/lstm, ... (one per model kind,
+    so training one kind of model never overwrites the checkpoint of another)."""
+    return "out/%s" % model
+
+
 @dataclass
 class TrainConfig:
     """The settings of one training run (see the module docstring for the defaults' origin).
@@ -56,9 +62,11 @@ class TrainConfig:
     sample_tokens: int = 200        # length of the samples printed before and after training
     seed: int = 1337
     backend: str = None             # numpy | numba | cuda | auto; None keeps the current one
-    out: str = "out"                # folder for the checkpoint, the loss plot and the log
+    out: str = None                 # folder for the checkpoint and the loss plot; None: out/MODEL
 
     def __post_init__(self):
+        if self.out is None:
+            self.out = default_out(self.model)
         if self.warmup is None:
             self.warmup = min(100, self.steps // 10) if _is_int(self.steps) else 0
         if self.min_lr is None:

@@ -24,6 +24,15 @@ MODEL_BUILDERS = {
 # Models that continue a text token by token (``tinyllm generate``'s sampling options apply).
 LANGUAGE_MODELS = ("gpt", "lstm")
 
+# The kernels (keys of tinyllm.kernels.backend.AUTO_CHOICE) that training each model calls:
+# which of them must be compiled on a first run (tinyllm.kernels.compilation).
+_TRANSFORMER_KERNELS = ("attention", "softmax_cross_entropy", "layer_norm", "gelu", "adam",
+                        "embedding", "matmul")
+_LSTM_KERNELS = ("softmax_cross_entropy", "adam", "embedding", "matmul")
+KERNEL_KINDS = {"gpt": _TRANSFORMER_KERNELS, "mlm": _TRANSFORMER_KERNELS,
+                "seq2seq": _TRANSFORMER_KERNELS, "lstm": _LSTM_KERNELS,
+                "lstm_classifier": _LSTM_KERNELS}
+
 
 def build_model(model_type, model_args):
     """A freshly initialised model of ``model_type`` built from ``model_args`` (a dict)."""

@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tinyllm import random
+from tinyllm.kernels import compilation
 from tinyllm.kernels.backend import NO_GPU_MESSAGE, cuda_available, use_backend
 from tinyllm.nn.utils import clip_grad_norm_
 from tinyllm.optim import AdamW
@@ -40,7 +41,7 @@ from tinyllm.training.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_
                                          save_checkpoint)
 from tinyllm.training.config import TrainConfig
 from tinyllm.training.evaluation import evaluating, mean_loss
-from tinyllm.training.model_types import build_model
+from tinyllm.training.model_types import KERNEL_KINDS, build_model
 from tinyllm.training.plotting import plot_losses
 from tinyllm.training.tasks import checkpoint_model_type, make_task
 
@@ -252,8 +253,8 @@ class Trainer:
     # ----- the loop -----------------------------------------------------------------------
     def run(self):
         """Train up to ``config.steps``; returns a ``TrainResult``."""
-        with backend_context(self.config.backend):
-            self.log(self.describe())
+        self.log(self.describe())
+        with backend_context(self.config.backend), self._reporting_compilation():
             if self.step == 0 and self.checkpoint_path.exists():
                 self.log("note: %s exists and will be overwritten (pass --resume to continue "
                          "it instead)" % self.checkpoint_path)
@@ -276,6 +277,15 @@ class Trainer:
                  "loss curve %s" % (result.step, result.train_loss, result.val_loss,
                                     result.tokens_per_sec, self.checkpoint_path, self.plot_path))
         return result
+
+    def _reporting_compilation(self):
+        """Say, before a first run compiles the Numba kernels, that it does, how long it may
+        take and where the result is kept; then name each kernel as it starts compiling."""
+        kinds = KERNEL_KINDS.get(self.task.model_type, ())
+        missing = compilation.uncached(kinds)
+        if missing:
+            self.log(compilation.announcement(kinds))
+        return compilation.reporting_compilation(self.log, expected=len(missing) or None)
 
     def _print_sample(self):
         """Log the sample text at the current step and return it (None when turned off)."""
