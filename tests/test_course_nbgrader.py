@@ -131,10 +131,12 @@ def test_solution_regions_hold_only_the_bodies_the_student_writes():
     assert "math.sqrt" not in released and "def _helper(x):" in released
 
 
-def test_an_answer_at_module_level_stops_the_released_module():
+def test_an_answer_at_module_level_keeps_the_released_module_importable():
     text, _ = export.solution_source(STUB, REFERENCE_MODULE)
+    released = run_module(export.release_source(text))
+    assert released["ANSWER"] is None                   # the stub's value, until answered
     with pytest.raises(NotImplementedError):
-        run_module(export.release_source(text))
+        released["Child"]().step(16.0)                  # the bodies still raise
 
 
 def test_stub_and_reference_that_do_not_line_up_give_one_region_after_the_stub():

@@ -38,8 +38,9 @@ reference are lined up by name (``solution_source``):
 - a method only the stub has: its body becomes ``return super().NAME(...)`` in a region (the
   reference inherits it);
 - a top-level answer (``ANSWER = None`` in the stub, ``"c"`` in the reference): the
-  reference's assignment follows the stub's in a region, and the notebook says to replace the
-  lines the release puts there, which stop the module at import.
+  reference's assignment follows the stub's in a region inside ``try: ... except
+  NotImplementedError: pass``, so that the released module still imports (with the stub's
+  None) until the student writes the answer there.
 
 The result must run the reference's code (compared as syntax trees without docstrings, defs
 in any order); otherwise the cell is the stub followed by one region holding the whole
@@ -248,10 +249,16 @@ def _merge_block(stub_body, ref_body, stub_lines, ref_lines, edits, block_end, p
             # the release's ``raise NotImplementedError()`` stops the import there).
             if path:
                 raise _NoMerge("line %d: the stub and the reference differ" % stub.lineno)
+            # The region sits in ``try: ... except NotImplementedError: pass``, so that the
+            # release's ``raise NotImplementedError()`` leaves the stub's value in place and
+            # the rest of the module still imports.
             indent = " " * stub.col_offset
-            edits.append((stub.end_lineno + 1, stub.end_lineno, _region(
-                indent, _reindent(ref_lines[_first_line(ref) - 1:ref.end_lineno],
-                                  " " * ref.col_offset, indent))))
+            inner = indent + "    "
+            edits.append((stub.end_lineno + 1, stub.end_lineno, [
+                indent + "try:    # your answer replaces the two lines below; until then it stays None"]
+                + _region(inner, _reindent(ref_lines[_first_line(ref) - 1:ref.end_lineno],
+                                           " " * ref.col_offset, inner))
+                + [indent + "except NotImplementedError:", inner + "pass"]))
     if pending:
         _insert(edits, block_end + 1, pending, ref_lines, at_end=True)
     # What only the stub has: a method becomes ``return super().name(...)`` in the solution
@@ -294,6 +301,9 @@ def _normal(tree, kept, path=()):
     for node in _code(tree):
         if (path, _key(node)) in kept:
             continue
+        if _is_answer_guard(node):          # try: ANSWER = ... except NotImplementedError
+            body.extend(node.body)
+            continue
         if isinstance(node, ast.ClassDef):
             node = copy.copy(node)
             node.body = _normal(node, kept, path + (node.name,)).body
@@ -308,6 +318,17 @@ def _normal(tree, kept, path=()):
                   key=lambda n: n.name)
     others = [n for n in body if not (_is_def(n) or isinstance(n, ast.ClassDef))]
     return ast.Module(body=others + defs, type_ignores=[])
+
+
+def _is_answer_guard(node):
+    """``try: <assignments> except NotImplementedError: pass``, as a top-level answer is
+    written in a solution cell."""
+    return (isinstance(node, ast.Try) and len(node.handlers) == 1 and not node.orelse
+            and not node.finalbody and all(_assigned_names(n) for n in node.body)
+            and isinstance(node.handlers[0].type, ast.Name)
+            and node.handlers[0].type.id == "NotImplementedError"
+            and len(node.handlers[0].body) == 1
+            and isinstance(node.handlers[0].body[0], ast.Pass))
 
 
 def _blank_lines(lines, index, step):
