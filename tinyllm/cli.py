@@ -7,6 +7,7 @@
     tinyllm bench      run the benchmarks in benchmarks/
     tinyllm demo       the autograd engine at work: a small network, its gradients checked
     tinyllm info       versions, BLAS, backend, threads, GPU, Numba cache: for a bug report
+    tinyllm book       build the book (chapters and executed notebooks) as a website
 
 Each model kind writes to its own folder unless --out says otherwise: out/gpt/, out/lstm/,
 out/mlm/, out/seq2seq/, out/classifier/ (a checkpoint ckpt.npz and a loss curve loss.png).
@@ -365,6 +366,17 @@ def run_info(args):
 
 
 # ----- main ---------------------------------------------------------------------------------
+# ----- book ---------------------------------------------------------------------------------
+def add_book_parser(commands):
+    from tinyllm import book
+    parser = commands.add_parser(
+        "book", help="build the book (chapters and executed notebooks) as a website",
+        description="Build the chapters and their executed notebooks into a static website "
+                    "with Jupyter Book (pip install -e \".[book]\"): book/_build/html/index.html.")
+    book.add_arguments(parser)          # --out, --mathjax DIR, --repo-url URL, --verbose
+    parser.set_defaults(handler=book.run)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tinyllm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -376,6 +388,7 @@ def build_parser():
     add_bench_parser(commands)
     add_demo_parser(commands)
     add_info_parser(commands)
+    add_book_parser(commands)
     return parser
 
 
