@@ -130,3 +130,21 @@ def normalise_axes(axis, ndim):
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else axis
     return tuple(sorted(a % ndim for a in axes))
+
+
+# ----- the documents' code blocks (tests/test_docs.py) --------------------------------------
+def pytest_terminal_summary(terminalreporter):
+    """After a run that included tests/test_docs.py: how many of the README's and the chapters'
+    code blocks ran, and how many are marked not run."""
+    ran, not_run = 0, 0
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_docs.py::test_code_block[" not in getattr(report, "nodeid", ""):
+                continue
+            if outcome == "skipped":
+                not_run += 1
+            elif report.when == "call":
+                ran += 1
+    if ran or not_run:
+        terminalreporter.write_line("docs: %d code blocks run, %d marked not run"
+                                    % (ran, not_run))
