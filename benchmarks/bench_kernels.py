@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from tinyllm.kernels import attention, fused
+from tinyllm.kernels import attention
+from tinyllm.kernels import adam, gelu, layer_norm, softmax_cross_entropy
 from tinyllm.kernels import matmul as mm
 from tinyllm.kernels.backend import cuda_available
 
@@ -221,43 +222,43 @@ def bench_fused(repeats):
         z = rng.standard_normal((N, V)).astype(np.float32)
         y = rng.integers(0, V, size=N)
         add("softmax+cross-entropy", "%dx%d" % (N, V),
-            lambda: fused.softmax_cross_entropy_reference(z, y),
-            lambda: fused.softmax_cross_entropy_numba(z, y))
+            lambda: softmax_cross_entropy.softmax_cross_entropy_reference(z, y),
+            lambda: softmax_cross_entropy.softmax_cross_entropy_numba(z, y))
     for N, C in ((768, 128), (768, 768)):
         x = rng.standard_normal((N, C)).astype(np.float32)
         w, b = np.ones(C, np.float32), np.zeros(C, np.float32)
         g = rng.standard_normal((N, C)).astype(np.float32)
-        _, mean, rstd = fused.layer_norm_forward_reference(x, w, b)
+        _, mean, rstd = layer_norm.layer_norm_forward_reference(x, w, b)
         add("layer norm forward", "%dx%d" % (N, C),
-            lambda: fused.layer_norm_forward_reference(x, w, b),
-            lambda: fused.layer_norm_forward_numba(x, w, b))
+            lambda: layer_norm.layer_norm_forward_reference(x, w, b),
+            lambda: layer_norm.layer_norm_forward_numba(x, w, b))
         add("layer norm backward", "%dx%d" % (N, C),
-            lambda: fused.layer_norm_backward_reference(g, x, mean, rstd, w),
-            lambda: fused.layer_norm_backward_numba(g, x, mean, rstd, w))
+            lambda: layer_norm.layer_norm_backward_reference(g, x, mean, rstd, w),
+            lambda: layer_norm.layer_norm_backward_numba(g, x, mean, rstd, w))
     x = rng.standard_normal((768, 512)).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)
     for approximate in ("none", "tanh"):
         add("GELU forward (%s)" % approximate, "768x512",
-            lambda: fused.gelu_forward_reference(x, approximate),
-            lambda: fused.gelu_forward_numba(x, approximate))
+            lambda: gelu.gelu_forward_reference(x, approximate),
+            lambda: gelu.gelu_forward_numba(x, approximate))
         add("GELU backward (%s)" % approximate, "768x512",
-            lambda: fused.gelu_backward_reference(g, x, approximate),
-            lambda: fused.gelu_backward_numba(g, x, approximate))
+            lambda: gelu.gelu_backward_reference(g, x, approximate),
+            lambda: gelu.gelu_backward_numba(g, x, approximate))
     for size in (100_000, 10_000_000):
         p = rng.standard_normal(size).astype(np.float32)
         grad = rng.standard_normal(size).astype(np.float32)
         m, v = np.zeros_like(p), np.zeros_like(p)
         add("AdamW update", "%d params" % size,
-            lambda: fused.adam_update_reference(p, grad, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.1,
+            lambda: adam.adam_update_reference(p, grad, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.1,
                                                 True),
-            lambda: fused.adam_update_numba(p, grad, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.1,
+            lambda: adam.adam_update_numba(p, grad, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.1,
                                             True))
     table("fused training kernels, float32 (microseconds; speed-up = NumPy / Numba)",
           ["kernel", "shape", "NumPy us", "Numba us", "speed-up"], rows)
 
 
 # ----- GPU ------------------------------------------------------------------------------------
-# (tile, micro, depth) of the CUDA matmul to time: the default of tinyllm/kernels/cuda_matmul.py,
+# (tile, micro, depth) of the CUDA matmul to time: the default of tinyllm/kernels/cuda/matmul.py,
 # and 128 x 128 tiles with 8 x 8 outputs per thread (16 shared-memory loads per 64
 # multiply-adds instead of 8 per 16: more arithmetic per load, more registers per thread).
 MATMUL_TILINGS = ((64, 4, 8), (128, 8, 8))
@@ -272,9 +273,9 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
         return
     from numba import cuda
 
-    from tinyllm.kernels.cuda_attention import launch_sizes, make_attention_kernels
-    from tinyllm.kernels.cuda_matmul import matmul_cuda_device
-    from tinyllm.kernels.cuda_transfers import count_transfers, to_device, to_host
+    from tinyllm.kernels.cuda.attention import launch_sizes, make_attention_kernels
+    from tinyllm.kernels.cuda.matmul import matmul_cuda_device
+    from tinyllm.kernels.cuda.transfers import count_transfers, to_device, to_host
 
     device = _device_name(cuda)
     rng = np.random.default_rng(0)

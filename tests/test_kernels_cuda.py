@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import rng_for
+from tinyllm.kernels import adam, embedding_backward, gelu, layer_norm, softmax_cross_entropy
 from tinyllm.kernels import attention as reference
 from tinyllm.kernels.backend import cuda_available
 
@@ -55,7 +56,7 @@ SMALL_TILES = dict(tile=8, micro=2, depth=4)     # 16 threads per block
 @pytest.mark.parametrize("n,k,m", [(1, 1, 1), (7, 9, 5), (16, 16, 16), (17, 7, 9)])
 def test_cuda_matmul_writes_every_element_and_matches_numpy(n, k, m, dtype):
     from numba import cuda
-    from tinyllm.kernels.cuda_matmul import matmul_cuda_device
+    from tinyllm.kernels.cuda.matmul import matmul_cuda_device
     rng = rng_for(n + k + m)
     a = rng.standard_normal((2, n, k)).astype(dtype)
     b = rng.standard_normal((2, k, m)).astype(dtype)
@@ -68,7 +69,7 @@ def test_cuda_matmul_writes_every_element_and_matches_numpy(n, k, m, dtype):
 
 @needs_cuda
 def test_cuda_matmul_with_the_default_64_by_64_tiles():
-    from tinyllm.kernels.cuda_matmul import matmul_cuda
+    from tinyllm.kernels.cuda.matmul import matmul_cuda
     rng = rng_for(1)
     a, b = rng.standard_normal((16, 16)), rng.standard_normal((16, 16))
     np.testing.assert_allclose(matmul_cuda(a, b), a @ b, rtol=1e-10, atol=1e-10)
@@ -78,7 +79,7 @@ def test_cuda_matmul_with_the_default_64_by_64_tiles():
 @pytest.mark.parametrize("shape_a,shape_b", [((5,), (5, 3)), ((2, 3, 4), (4, 2)),
                                              ((3, 0), (0, 2))])
 def test_cuda_matmul_follows_numpys_shape_rules(shape_a, shape_b):
-    from tinyllm.kernels.cuda_matmul import matmul_cuda
+    from tinyllm.kernels.cuda.matmul import matmul_cuda
     rng = rng_for(2)
     a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
     result = matmul_cuda(a, b, **SMALL_TILES)
@@ -96,7 +97,7 @@ SMALL_BLOCKS = dict(block_q=4, block_k=4, max_d=8)
                                             (True, True)])
 @pytest.mark.parametrize("shape", [(1, 2, 5, 7, 3, 2), (2, 1, 9, 6, 4, 4), (1, 1, 1, 1, 2, 2)])
 def test_cuda_attention_matches_the_references(shape, causal, padding, dtype):
-    from tinyllm.kernels.cuda_attention import attention_backward_cuda, attention_forward_cuda
+    from tinyllm.kernels.cuda.attention import attention_backward_cuda, attention_forward_cuda
     B, H, Tq, Tk, D, Dv = shape
     rng = rng_for(sum(shape))
     q = rng.standard_normal((B, H, Tq, D)).astype(dtype)
@@ -121,7 +122,7 @@ def test_cuda_attention_matches_the_references(shape, causal, padding, dtype):
 
 @needs_cuda
 def test_cuda_attention_rejects_head_sizes_above_its_buffers():
-    from tinyllm.kernels.cuda_attention import attention_forward_cuda
+    from tinyllm.kernels.cuda.attention import attention_forward_cuda
     q = np.zeros((1, 1, 2, 9))
     with pytest.raises(ValueError, match="head sizes up to 8"):
         attention_forward_cuda(q, q, q, 1.0, **SMALL_BLOCKS)
@@ -154,14 +155,14 @@ def fused_tolerance(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,V", [(1, 1), (3, 7), (5, 8), (4, 37)])
 def test_cuda_softmax_cross_entropy_matches_the_reference(N, V, dtype):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     rng = rng_for(N * V)
     logits = (3 * rng.standard_normal((N, V))).astype(dtype)
     targets = rng.integers(0, V, size=N)
     if N > 1:
         targets[1] = -100                               # an ignored row
     loss, grad = cuda_fused.softmax_cross_entropy_cuda(logits, targets, **FEW_THREADS)
-    ref_loss, ref_grad = fused.softmax_cross_entropy_reference(logits, targets)
+    ref_loss, ref_grad = softmax_cross_entropy.softmax_cross_entropy_reference(logits, targets)
     assert grad.dtype == dtype and loss.dtype == dtype
     np.testing.assert_allclose(loss, ref_loss, **fused_tolerance(dtype))
     np.testing.assert_allclose(grad, ref_grad, **fused_tolerance(dtype))
@@ -169,7 +170,7 @@ def test_cuda_softmax_cross_entropy_matches_the_reference(N, V, dtype):
 
 @needs_cuda
 def test_cuda_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_gradient():
-    from tinyllm.kernels import cuda_fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     loss, grad = cuda_fused.softmax_cross_entropy_cuda(np.ones((2, 5)), np.array([-100, -100]),
                                                        **FEW_THREADS)
     assert np.isnan(loss) and not grad.any()
@@ -180,20 +181,20 @@ def test_cuda_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_grad
 @pytest.mark.parametrize("N,C", [(1, 1), (3, 7), (5, 8), (9, 37)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_cuda_layer_norm_matches_the_reference(N, C, affine, dtype, monkeypatch):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     monkeypatch.setattr(cuda_fused, "ROWS_PER_CHUNK", 4)    # 9 rows: chunks of 4, 4 and 1
     rng = rng_for(N + C)
     x = (rng.standard_normal((N, C)) + 2).astype(dtype)
     weight = rng.standard_normal(C).astype(dtype) if affine else None
     bias = rng.standard_normal(C).astype(dtype) if affine else None
     got = cuda_fused.layer_norm_forward_cuda(x, weight, bias, **FEW_THREADS)
-    want = fused.layer_norm_forward_reference(x, weight, bias)
+    want = layer_norm.layer_norm_forward_reference(x, weight, bias)
     for name, g, w in zip(["y", "mean", "rstd"], got, want):
         np.testing.assert_allclose(g, w, err_msg=name, **fused_tolerance(dtype))
     grad_y = rng.standard_normal((N, C)).astype(dtype)
     _, mean, rstd = want
     got = cuda_fused.layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, **FEW_THREADS)
-    want = fused.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
+    want = layer_norm.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
     for name, g, w in zip(["grad_x", "grad_weight", "grad_bias"], got, want):
         assert g.dtype == dtype, name
         np.testing.assert_allclose(g, w, err_msg=name, **fused_tolerance(dtype))
@@ -204,16 +205,16 @@ def test_cuda_layer_norm_matches_the_reference(N, C, affine, dtype, monkeypatch)
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 5, 9)])
 def test_cuda_gelu_matches_the_reference(shape, approximate, dtype):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     rng = rng_for(len(shape))
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     grad_y = rng.standard_normal(shape).astype(dtype)
     y = cuda_fused.gelu_forward_cuda(x, approximate, **FEW_THREADS)
     grad_x = cuda_fused.gelu_backward_cuda(grad_y, x, approximate, **FEW_THREADS)
     assert y.shape == shape and y.dtype == dtype and grad_x.dtype == dtype
-    np.testing.assert_allclose(y, fused.gelu_forward_reference(x, approximate),
+    np.testing.assert_allclose(y, gelu.gelu_forward_reference(x, approximate),
                                **fused_tolerance(dtype))
-    np.testing.assert_allclose(grad_x, fused.gelu_backward_reference(grad_y, x, approximate),
+    np.testing.assert_allclose(grad_x, gelu.gelu_backward_reference(grad_y, x, approximate),
                                **fused_tolerance(dtype))
 
 
@@ -221,7 +222,7 @@ def test_cuda_gelu_matches_the_reference(shape, approximate, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decoupled,weight_decay", [(False, 0.0), (False, 0.1), (True, 0.1)])
 def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay, dtype):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     rng = rng_for(7)
     ours = [rng.standard_normal((3, 11)).astype(dtype) for _ in range(3)]
     ours[2] = np.abs(ours[2])                               # exp_avg_sq >= 0
@@ -231,7 +232,7 @@ def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay
         grad = rng.standard_normal((3, 11)).astype(dtype)
         cuda_fused.adam_update_cuda(ours[0], grad, ours[1], ours[2], step, 1e-2, 0.9, 0.99,
                                     1e-8, weight_decay, decoupled, **FEW_THREADS)
-        fused.adam_update_reference(theirs[0], grad, theirs[1], theirs[2], step, 1e-2, 0.9,
+        adam.adam_update_reference(theirs[0], grad, theirs[1], theirs[2], step, 1e-2, 0.9,
                                     0.99, 1e-8, weight_decay, decoupled)
     for name, a, b, old in zip(["param", "exp_avg", "exp_avg_sq"], ours, theirs, before):
         assert not np.array_equal(a, old), name + " was not updated in place"
@@ -240,7 +241,7 @@ def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay
 
 @needs_cuda
 def test_cuda_adam_update_rejects_a_non_contiguous_parameter():
-    from tinyllm.kernels import cuda_fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     p = np.zeros((4, 4))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         cuda_fused.adam_update_cuda(p, p, p, p, 1, 1e-3, 0.9, 0.999, 1e-8)
@@ -249,19 +250,19 @@ def test_cuda_adam_update_rejects_a_non_contiguous_parameter():
 @needs_cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cuda_embedding_backward_adds_repeated_ids(dtype):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     rng = rng_for(11)
     ids = np.array([2, 0, 2, 2, 5, 0])
     grad = rng.standard_normal((6, 3)).astype(dtype)
     got = cuda_fused.embedding_backward_cuda(ids, grad, 7, **FEW_THREADS)
-    np.testing.assert_allclose(got, fused.embedding_backward_reference(ids, grad, 7),
+    np.testing.assert_allclose(got, embedding_backward.embedding_backward_reference(ids, grad, 7),
                                **fused_tolerance(dtype))
     assert not got[[1, 3, 4, 6]].any()                      # ids never seen: zero rows
 
 
 @needs_cuda
 def test_cuda_fused_kernels_refuse_other_dtypes_and_odd_block_sizes():
-    from tinyllm.kernels import cuda_fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     with pytest.raises(TypeError, match="float32 or float64"):
         cuda_fused.gelu_forward_cuda(np.arange(4))
     with pytest.raises(ValueError, match="power of two"):
@@ -270,7 +271,7 @@ def test_cuda_fused_kernels_refuse_other_dtypes_and_odd_block_sizes():
 
 @needs_cuda
 def test_the_cuda_backend_routes_the_training_kernels_to_the_gpu(monkeypatch):
-    from tinyllm.kernels import cuda_fused, fused
+    from tinyllm.kernels.cuda import fused as cuda_fused
     from tinyllm.kernels.backend import use_backend
     called = []
     for name in ["softmax_cross_entropy_cuda", "layer_norm_forward_cuda", "gelu_forward_cuda",
@@ -280,12 +281,12 @@ def test_the_cuda_backend_routes_the_training_kernels_to_the_gpu(monkeypatch):
                             lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
     x = np.linspace(-2, 2, 12).reshape(3, 4)
     with use_backend("cuda"):
-        fused.softmax_cross_entropy(x, np.array([0, 1, 3]))
-        fused.layer_norm_forward(x, None, None)
-        fused.gelu_forward(x)
-        fused.adam_update(x.copy(), x, np.zeros_like(x), np.zeros_like(x), 1, 1e-3, 0.9, 0.999,
+        softmax_cross_entropy.softmax_cross_entropy(x, np.array([0, 1, 3]))
+        layer_norm.layer_norm_forward(x, None, None)
+        gelu.gelu_forward(x)
+        adam.adam_update(x.copy(), x, np.zeros_like(x), np.zeros_like(x), 1, 1e-3, 0.9, 0.999,
                           1e-8)
-        fused.embedding_backward(np.array([0, 1, 0]), x, 2)
+        embedding_backward.embedding_backward(np.array([0, 1, 0]), x, 2)
     assert len(called) == 5, called
 
 
@@ -315,9 +316,9 @@ def test_the_gpu_benchmark_runs_at_tiny_sizes(capsys, monkeypatch):
 
 @needs_cuda
 def test_copies_between_host_and_gpu_are_counted():
-    from tinyllm.kernels.cuda_attention import attention_forward_cuda
-    from tinyllm.kernels.cuda_matmul import matmul_cuda
-    from tinyllm.kernels.cuda_transfers import count_transfers
+    from tinyllm.kernels.cuda.attention import attention_forward_cuda
+    from tinyllm.kernels.cuda.matmul import matmul_cuda
+    from tinyllm.kernels.cuda.transfers import count_transfers
     a, b = np.ones((5, 6), np.float32), np.ones((6, 4), np.float32)
     q = np.zeros((1, 2, 3, 4))
     with count_transfers() as outer:
@@ -335,7 +336,7 @@ def test_copies_between_host_and_gpu_are_counted():
 
 
 def test_attention_tiles_fit_in_shared_memory_for_every_head_size():
-    from tinyllm.kernels.cuda_attention import SHARED_BYTES, block_size, launch_sizes
+    from tinyllm.kernels.cuda.attention import SHARED_BYTES, block_size, launch_sizes
     assert block_size(64, 4) == 64 and block_size(128, 4) == 32 and block_size(64, 8) == 32
     for itemsize in (4, 8):
         for head in range(1, 257):

@@ -8,7 +8,7 @@ import pytest
 import tinyllm
 from conftest import leaf, rng_for
 from tinyllm import functional as F
-from tinyllm.kernels import fused
+from tinyllm.kernels import adam, gelu, layer_norm, softmax_cross_entropy
 from tinyllm.kernels.backend import use_backend
 
 DTYPES = [np.float32, np.float64]
@@ -26,8 +26,8 @@ def test_softmax_cross_entropy_numba_matches_the_reference(N, V, dtype):
     logits = (rng.standard_normal((N, V)) * 4).astype(dtype)
     targets = rng.integers(0, V, size=N)
     targets[::3] = -100                                     # some rows ignored
-    loss_ref, grad_ref = fused.softmax_cross_entropy_reference(logits, targets)
-    loss, grad = fused.softmax_cross_entropy_numba(logits, targets)
+    loss_ref, grad_ref = softmax_cross_entropy.softmax_cross_entropy_reference(logits, targets)
+    loss, grad = softmax_cross_entropy.softmax_cross_entropy_numba(logits, targets)
     assert grad.dtype == dtype and np.asarray(loss).dtype == dtype
     if np.isnan(loss_ref):
         assert np.isnan(loss)
@@ -42,7 +42,7 @@ def test_softmax_cross_entropy_reference_equals_tinyllm_cross_entropy():
     targets = np.array([0, 4, -100, 2, 2, 1])
     loss = F.cross_entropy(logits, tinyllm.tensor(targets))
     loss.backward()
-    loss_ref, grad_ref = fused.softmax_cross_entropy_reference(logits.data, targets)
+    loss_ref, grad_ref = softmax_cross_entropy.softmax_cross_entropy_reference(logits.data, targets)
     assert loss_ref == pytest.approx(loss.item(), rel=1e-12)
     np.testing.assert_allclose(grad_ref, logits.grad, rtol=1e-10, atol=1e-14)
 
@@ -51,7 +51,7 @@ def test_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_gradient(
     logits = np.ones((3, 4))
     for name in ("numpy", "numba"):
         with use_backend(name):
-            loss, grad = fused.softmax_cross_entropy(logits, np.full(3, -100))
+            loss, grad = softmax_cross_entropy.softmax_cross_entropy(logits, np.full(3, -100))
         assert np.isnan(loss) and np.all(grad == 0)
 
 
@@ -64,14 +64,14 @@ def test_layer_norm_numba_matches_the_reference(N, C, affine, dtype):
     x = (rng.standard_normal((N, C)) * 2 + 1).astype(dtype)
     weight = rng.standard_normal(C).astype(dtype) if affine else None
     bias = rng.standard_normal(C).astype(dtype) if affine else None
-    y_ref, mean_ref, rstd_ref = fused.layer_norm_forward_reference(x, weight, bias)
-    y, mean, rstd = fused.layer_norm_forward_numba(x, weight, bias)
+    y_ref, mean_ref, rstd_ref = layer_norm.layer_norm_forward_reference(x, weight, bias)
+    y, mean, rstd = layer_norm.layer_norm_forward_numba(x, weight, bias)
     for got, ref in ((y, y_ref), (mean, mean_ref), (rstd, rstd_ref)):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, ref, **tol(dtype))
     grad_y = rng.standard_normal((N, C)).astype(dtype)
-    for got, ref in zip(fused.layer_norm_backward_numba(grad_y, x, mean, rstd, weight),
-                        fused.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)):
+    for got, ref in zip(layer_norm.layer_norm_backward_numba(grad_y, x, mean, rstd, weight),
+                        layer_norm.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, ref, **tol(dtype))
 
@@ -83,9 +83,9 @@ def test_layer_norm_references_equal_tinyllm_layer_norm():
     y = F.layer_norm(x, 6, w, b)
     grad_y = rng.standard_normal((5, 6))
     (y * tinyllm.tensor(grad_y, dtype=np.float64)).sum().backward()
-    y_ref, mean, rstd = fused.layer_norm_forward_reference(x.data, w.data, b.data)
+    y_ref, mean, rstd = layer_norm.layer_norm_forward_reference(x.data, w.data, b.data)
     np.testing.assert_allclose(y_ref, y.data, rtol=1e-12, atol=1e-12)
-    for ref, t in zip(fused.layer_norm_backward_reference(grad_y, x.data, mean, rstd, w.data),
+    for ref, t in zip(layer_norm.layer_norm_backward_reference(grad_y, x.data, mean, rstd, w.data),
                       (x, w, b)):
         np.testing.assert_allclose(ref, t.grad, rtol=1e-10, atol=1e-12)
 
@@ -101,10 +101,10 @@ def test_gelu_numba_matches_the_reference(shape, approximate, dtype):
     # For x << 0, 1 + tanh(u) cancels: the float32 reference is off by ~eps * |x| there, while
     # the kernel computes in float64 before rounding, hence the absolute tolerance.
     tolerance = tol(dtype) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(fused.gelu_forward_numba(x, approximate),
-                               fused.gelu_forward_reference(x, approximate), **tolerance)
-    np.testing.assert_allclose(fused.gelu_backward_numba(grad_y, x, approximate),
-                               fused.gelu_backward_reference(grad_y, x, approximate),
+    np.testing.assert_allclose(gelu.gelu_forward_numba(x, approximate),
+                               gelu.gelu_forward_reference(x, approximate), **tolerance)
+    np.testing.assert_allclose(gelu.gelu_backward_numba(grad_y, x, approximate),
+                               gelu.gelu_backward_reference(grad_y, x, approximate),
                                **tolerance)
 
 
@@ -115,9 +115,9 @@ def test_gelu_references_equal_tinyllm_gelu(approximate):
     grad_y = rng.standard_normal((4, 5))
     y = x.gelu(approximate=approximate)
     (y * tinyllm.tensor(grad_y, dtype=np.float64)).sum().backward()
-    np.testing.assert_allclose(fused.gelu_forward_reference(x.data, approximate), y.data,
+    np.testing.assert_allclose(gelu.gelu_forward_reference(x.data, approximate), y.data,
                                rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(fused.gelu_backward_reference(grad_y, x.data, approximate),
+    np.testing.assert_allclose(gelu.gelu_backward_reference(grad_y, x.data, approximate),
                                x.grad, rtol=1e-10, atol=1e-14)
 
 
@@ -131,9 +131,9 @@ def test_adam_update_numba_matches_the_reference_over_three_steps(decoupled, wei
     got = [start[0].copy(), np.zeros_like(start[0]), np.zeros_like(start[0])]
     for step in (1, 2, 3):
         grad = (start[1] * step).astype(dtype)
-        fused.adam_update_reference(ref[0], grad, ref[1], ref[2], step, 1e-2, 0.9, 0.999, 1e-8,
+        adam.adam_update_reference(ref[0], grad, ref[1], ref[2], step, 1e-2, 0.9, 0.999, 1e-8,
                                     weight_decay, decoupled)
-        fused.adam_update_numba(got[0], grad, got[1], got[2], step, 1e-2, 0.9, 0.999, 1e-8,
+        adam.adam_update_numba(got[0], grad, got[1], got[2], step, 1e-2, 0.9, 0.999, 1e-8,
                                 weight_decay, decoupled)
     for g, r in zip(got, ref):
         assert g.dtype == dtype
@@ -150,7 +150,7 @@ def test_adam_update_reference_equals_tinyllm_optimizer(optimizer, decoupled):
         grad = rng.standard_normal((3, 4))
         p.grad = grad.copy()
         opt.step()
-        fused.adam_update_reference(mine[0], grad, mine[1], mine[2], step, 0.01, 0.9, 0.999,
+        adam.adam_update_reference(mine[0], grad, mine[1], mine[2], step, 0.01, 0.9, 0.999,
                                     1e-8, 0.1, decoupled)
     np.testing.assert_allclose(mine[0], p.data, rtol=1e-12, atol=1e-14)
 
@@ -158,7 +158,7 @@ def test_adam_update_reference_equals_tinyllm_optimizer(optimizer, decoupled):
 def test_adam_update_numba_rejects_non_contiguous_parameters():
     p = np.zeros((4, 6))[:, ::2]
     with pytest.raises(ValueError, match="adam_update: .* must be C-contiguous"):
-        fused.adam_update_numba(p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p), 1,
+        adam.adam_update_numba(p, np.ones_like(p), np.zeros_like(p), np.zeros_like(p), 1,
                                 0.1, 0.9, 0.999, 1e-8)
 
 
@@ -166,8 +166,8 @@ def test_adam_update_numba_rejects_non_contiguous_parameters():
 def test_fused_dispatch_runs_on_each_backend(name):
     x = rng_for(6).standard_normal((4, 9))
     with use_backend(name):
-        np.testing.assert_allclose(fused.gelu_forward(x), fused.gelu_forward_reference(x),
+        np.testing.assert_allclose(gelu.gelu_forward(x), gelu.gelu_forward_reference(x),
                                    rtol=1e-12)
-        y, mean, rstd = fused.layer_norm_forward(x, None, None)
-        np.testing.assert_allclose(y, fused.layer_norm_forward_reference(x, None, None)[0],
+        y, mean, rstd = layer_norm.layer_norm_forward(x, None, None)
+        np.testing.assert_allclose(y, layer_norm.layer_norm_forward_reference(x, None, None)[0],
                                    rtol=1e-10, atol=1e-12)

@@ -12,7 +12,8 @@ import tinyllm
 import tinyllm.functional as F
 from conftest import check_grad, leaf, rng_for
 from tinyllm import nn
-from tinyllm.kernels import fused, special
+from tinyllm.kernels import embedding_backward, gelu
+from tinyllm.kernels import special
 from tinyllm.kernels.backend import use_backend
 from tinyllm.models.gpt import GPT, GPTConfig
 from tinyllm.ops.attention import FusedAttention
@@ -205,7 +206,7 @@ def test_embedding_backward_kernel_adds_the_rows_of_repeated_ids(dtype):
     expected = np.zeros((9, 4))
     for i, row in zip(ids, grad):
         expected[i] += row
-    for kernel in (fused.embedding_backward_reference, fused.embedding_backward_numba):
+    for kernel in (embedding_backward.embedding_backward_reference, embedding_backward.embedding_backward_numba):
         got = kernel(ids, grad, 9)
         assert got.dtype == dtype and got.shape == (9, 4)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
@@ -241,6 +242,6 @@ def test_float32_gelu_kernel_matches_the_exact_gelu():
     slope = np.array([0.5 * (1 + math.erf(v / math.sqrt(2)))
                       + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
                       for v in x.astype(np.float64)])
-    np.testing.assert_allclose(fused.gelu_forward_numba(x), exact, rtol=1e-6, atol=5e-7)
-    np.testing.assert_allclose(fused.gelu_backward_numba(np.ones_like(x), x), slope,
+    np.testing.assert_allclose(gelu.gelu_forward_numba(x), exact, rtol=1e-6, atol=5e-7)
+    np.testing.assert_allclose(gelu.gelu_backward_numba(np.ones_like(x), x), slope,
                                rtol=1e-6, atol=5e-7)

@@ -13,7 +13,7 @@ import numpy as np
 from tinyllm import ops
 from tinyllm.autograd import Tensor
 from tinyllm.functional.dropout import dropout
-from tinyllm.kernels import backend
+from tinyllm.kernels.attention import use_fused_attention
 from tinyllm.ops.attention import fused_attention
 
 
@@ -49,9 +49,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     output row and the gradients through it are all 0 (PyTorch 2.x returns zeros too, rather
     than the NaN of softmax over -inf everywhere).
 
-    Two routes compute the same numbers. Without dropout, and with no mask, ``is_causal`` or a
-    boolean key-padding mask, the "numba" and "cuda" backends (and "auto") run the fused
-    kernels of ``tinyllm.ops.attention.fused_attention``, which never build the (L, S) weights;
+    Two routes compute the same numbers. When ``tinyllm.kernels.attention.use_fused_attention``
+    says so (no dropout, and the "numba" or "cuda" backend, or "auto"), and the mask is none,
+    ``is_causal`` or a boolean key-padding mask, the fused kernels run, through the op
+    ``tinyllm.ops.attention.fused_attention``, which never builds the (L, S) weights;
     everything else, and the "numpy" backend, runs the composite written out below (scores,
     mask, softmax, weighted sum), which autograd differentiates op by op.
     """
@@ -62,7 +63,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise ValueError("scaled_dot_product_attention: key of shape %s and value of shape %s "
                          "must have the same number of positions S (axis -2)"
                          % (tuple(key.shape), tuple(value.shape)))
-    if dropout_p == 0.0 and backend.resolve("attention") != "numpy":
+    if use_fused_attention(dropout_p):
         fused = _fused_route(query, key, value, attn_mask, is_causal, scale)
         if fused is not None:
             return fused

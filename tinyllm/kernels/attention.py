@@ -304,15 +304,8 @@ def _padding_array(key_padding_mask):
     return np.ascontiguousarray(key_padding_mask, dtype=np.bool_)
 
 
-def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
-    """(O, L) on the current backend; shapes as ``attention_forward_reference``."""
-    which = backend.resolve("attention")
-    if which == "numpy":
-        return attention_forward_reference(q, k, v, scale, is_causal, key_padding_mask)
-    if which == "cuda":
-        from tinyllm.kernels import cuda_attention
-        return cuda_attention.attention_forward_cuda(q, k, v, scale, is_causal,
-                                                     key_padding_mask)
+def attention_forward_fused_numba(q, k, v, scale, is_causal=False, key_padding_mask=None):
+    """(O, L) by ``attention_forward_numba``, for arrays as ``attention_forward_reference``."""
     B, H, Tq, _ = q.shape
     out = np.empty((B, H, Tq, v.shape[-1]), dtype=q.dtype)
     lse = np.empty((B, H, Tq), dtype=q.dtype)
@@ -321,20 +314,36 @@ def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
     return out, lse
 
 
-def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
-                       key_padding_mask=None):
-    """(dQ, dK, dV) on the current backend; shapes as ``attention_backward_reference``."""
-    which = backend.resolve("attention")
-    if which == "numpy":
-        return attention_backward_reference(grad_out, q, k, v, out, lse, scale, is_causal,
-                                            key_padding_mask)
-    if which == "cuda":
-        from tinyllm.kernels import cuda_attention
-        return cuda_attention.attention_backward_cuda(grad_out, q, k, v, out, lse, scale,
-                                                      is_causal, key_padding_mask)
+def attention_backward_fused_numba(grad_out, q, k, v, out, lse, scale, is_causal=False,
+                                   key_padding_mask=None):
+    """(dQ, dK, dV) by ``attention_backward_numba``, for arrays as the reference."""
     grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
     _run_for_any_layout(attention_backward_numba, grad_out.astype(q.dtype, copy=False), q, k,
                         v, out, lse.astype(q.dtype, copy=False), q.dtype.type(scale),
                         bool(is_causal), _padding_array(key_padding_mask),
                         grad_q, grad_k, grad_v)
     return grad_q, grad_k, grad_v
+
+
+def attention_forward(q, k, v, scale, is_causal=False, key_padding_mask=None):
+    """(O, L) on the current backend; shapes as ``attention_forward_reference``."""
+    kernel = backend.pick("attention", attention_forward_reference,
+                          attention_forward_fused_numba, "attention.attention_forward_cuda")
+    return kernel(q, k, v, scale, is_causal, key_padding_mask)
+
+
+def attention_backward(grad_out, q, k, v, out, lse, scale, is_causal=False,
+                       key_padding_mask=None):
+    """(dQ, dK, dV) on the current backend; shapes as ``attention_backward_reference``."""
+    kernel = backend.pick("attention", attention_backward_reference,
+                          attention_backward_fused_numba, "attention.attention_backward_cuda")
+    return kernel(grad_out, q, k, v, out, lse, scale, is_causal, key_padding_mask)
+
+
+def use_fused_attention(dropout_p=0.0):
+    """Whether ``scaled_dot_product_attention`` should run the fused op (these kernels) rather
+    than the composite of ops (scores, mask, softmax, weighted sum) that autograd differentiates
+    op by op: on the "numba" and "cuda" backends (and "auto"), without attention dropout (the
+    fused kernels never hold the weights that dropout would drop). The "numpy" backend runs
+    the composite, the plainest statement of the math."""
+    return dropout_p == 0.0 and backend.resolve("attention") != "numpy"

@@ -5,8 +5,8 @@ Every kernel in ``tinyllm.kernels`` comes in three versions that compute the sam
 - ``"numpy"``: the reference, written with NumPy array operations (BLAS for matmul);
 - ``"numba"``: a compiled CPU loop nest (``@njit(parallel=True)``), using both cores;
 - ``"cuda"``: a ``numba.cuda`` kernel on an NVIDIA GPU (inputs are copied to the GPU and the
-  results back on every call, since tinyllm's tensors live in host memory): ``cuda_matmul``,
-  ``cuda_attention`` and ``cuda_fused`` (the training-path kernels);
+  results back on every call, since tinyllm's tensors live in host memory): the modules of
+  ``tinyllm.kernels.cuda``;
 
 and ``"auto"`` (the default) picks, kernel by kernel, the one measured fastest on a CPU (see
 ``AUTO_CHOICE``). ``"auto"`` never picks CUDA: with tensors in host memory, each call would pay
@@ -22,6 +22,7 @@ NumPy reference), so a model trains to the same losses on any of them.
 """
 
 import contextlib
+import importlib
 import os
 
 BACKENDS = ("numpy", "numba", "cuda", "auto")
@@ -109,6 +110,25 @@ def resolve(kernel):
     if _current == "auto":
         return AUTO_CHOICE[kernel]
     return _current
+
+
+def pick(kernel, reference, numba_version, cuda_name):
+    """The function that runs ``kernel`` (a key of AUTO_CHOICE) on the current backend: the
+    NumPy ``reference``, the compiled ``numba_version``, or the GPU version ``cuda_name``
+    ("module.function" in ``tinyllm.kernels.cuda``), imported only when it is chosen, since
+    importing ``numba.cuda`` takes a while and needs no GPU otherwise.
+
+    Every dispatcher in ``tinyllm.kernels`` has the same two lines::
+
+        kernel = backend.pick("gelu", gelu_forward_reference, gelu_forward_numba,
+                              "fused.gelu_forward_cuda")
+        return kernel(x, approximate)
+    """
+    which = resolve(kernel)
+    if which == "cuda":
+        module, function = cuda_name.split(".")
+        return getattr(importlib.import_module("tinyllm.kernels.cuda." + module), function)
+    return numba_version if which == "numba" else reference
 
 
 def _from_environment():

@@ -26,12 +26,12 @@ from tinyllm.kernels import backend
 KERNELS = {
     "attention": {"attention.attention_forward_numba": 7.6,
                   "attention.attention_backward_numba": 7.3},
-    "softmax_cross_entropy": {"fused._softmax_cross_entropy_rows": 0.7},
-    "layer_norm": {"fused._layer_norm_forward_rows": 0.5,
-                   "fused._layer_norm_backward_rows": 0.6},
-    "gelu": {"fused._gelu_forward_flat": 0.5, "fused._gelu_backward_flat": 0.6},
-    "adam": {"fused._adam_flat": 0.3},
-    "embedding": {"fused._add_rows": 0.1},
+    "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 0.7},
+    "layer_norm": {"layer_norm._layer_norm_forward_rows": 0.5,
+                   "layer_norm._layer_norm_backward_rows": 0.6},
+    "gelu": {"gelu._gelu_forward_flat": 0.5, "gelu._gelu_backward_flat": 0.6},
+    "adam": {"adam._adam_flat": 0.3},
+    "embedding": {"embedding_backward._add_rows": 0.1},
     "matmul": {"matmul.matmul_numba_into": 3.0},
 }
 
@@ -44,7 +44,7 @@ def dispatcher(name):
 
 def cache_dir():
     """The folder in which Numba keeps tinyllm's compiled kernels (as a Path)."""
-    return Path(dispatcher("fused._adam_flat")._cache.cache_path)
+    return Path(dispatcher("adam._adam_flat")._cache.cache_path)
 
 
 def is_cached(name):

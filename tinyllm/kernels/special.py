@@ -20,6 +20,10 @@ import numba
 import numpy as np
 from numba import njit
 
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)          # GELU's tanh form
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)                  # GELU's Phi(x) = (1 + erf(x / sqrt 2)) / 2
+INV_SQRT_2_PI = 1.0 / math.sqrt(2.0 * math.pi)     # the normal density's constant
+
 
 @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
 def erf(x):

@@ -4,7 +4,10 @@
 - ``elementwise``: exp, log, tanh, sigmoid, relu, gelu, maximum, clip, where, masked_fill, ...;
 - ``reduction``: sum, mean, max, min, var, softmax, log_softmax, logsumexp;
 - ``shape``: reshape, transpose, permute, indexing, cat, stack, split, gather, tril/triu;
-- ``creation``: zeros, ones, arange, randn, ... and one_hot.
+- ``creation``: zeros, ones, arange, randn, ... and one_hot;
+- ``linear``, ``normalization``, ``loss``, ``rnn``, ``attention``: the layers' ops ``Linear``,
+  ``Embedding``, ``LayerNorm``, the closed-form losses, the LSTM step and fused attention,
+  which ``tinyllm.functional`` checks arguments for and applies.
 """
 
 from tinyllm.ops.arithmetic import (add, compare, div, logical_and, logical_not, logical_or,

@@ -5,7 +5,7 @@ the backward is the upstream gradient times the local derivative, dL/dx = dL/dy 
 import numpy as np
 
 from tinyllm.autograd import Function, Tensor, sum_to_shape
-from tinyllm.kernels import fused
+from tinyllm.kernels import gelu as gelu_kernels
 from tinyllm.ops.arithmetic import operands, promote
 
 
@@ -151,7 +151,7 @@ class GELU(Function):
     - ``approximate="tanh"``: y = x/2 * (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), and
       dy/dx = (1 + tanh u)/2 + x/2 * (1 - tanh^2 u) * sqrt(2/pi) (1 + 3 * 0.044715 x^2).
 
-    Both passes run ``tinyllm.kernels.fused.gelu_forward`` / ``gelu_backward``: these formulas
+    Both passes run ``tinyllm.kernels.gelu.gelu_forward`` / ``gelu_backward``: these formulas
     written with NumPy on the "numpy" backend, one fused pass with Numba otherwise.
     """
 
@@ -159,12 +159,12 @@ class GELU(Function):
     def forward(ctx, x, approximate="none"):
         ctx.save_for_backward(x)
         ctx.approximate = approximate
-        return fused.gelu_forward(x, approximate)
+        return gelu_kernels.gelu_forward(x, approximate)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return fused.gelu_backward(grad, x, ctx.approximate)
+        return gelu_kernels.gelu_backward(grad, x, ctx.approximate)
 
 
 class Maximum(Function):

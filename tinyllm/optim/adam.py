@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tinyllm.kernels import backend, fused
+from tinyllm.kernels.adam import adam_update
 from tinyllm.optim.optimizer import Optimizer
 
 
@@ -29,9 +29,9 @@ class Adam(Optimizer):
     With weight_decay the L2 term goes through m and v and is rescaled like the gradient, so
     parameters with large gradients are hardly decayed; ``AdamW`` decouples the decay.
 
-    ``update`` below writes the step out with NumPy (the "numpy" backend runs it); the other
-    backends run the same formulas in one pass over each parameter, the Numba kernel
-    ``tinyllm.kernels.fused.adam_update``.
+    The step itself is the kernel ``tinyllm.kernels.adam.adam_update``: the formulas above
+    written with NumPy (``adam_update_reference``, which the "numpy" backend runs, and every
+    backend for amsgrad), or one pass over each parameter with Numba or CUDA.
 
     Args:
         params: tensors, or dicts of parameter groups (see ``Optimizer``).
@@ -70,23 +70,7 @@ class Adam(Optimizer):
             raise ValueError("%s: invalid weight_decay value %r (weight_decay must be >= 0)"
                              % (name, group["weight_decay"]))
 
-    def _fused_update_applies(self, param, exp_avg, exp_avg_sq, group):
-        """Whether the one-pass kernel ``tinyllm.kernels.fused.adam_update`` does this step:
-        when the backend runs that kernel with Numba (on "numpy" the lines below are the
-        reference), for float32/float64 arrays that are C-contiguous (updated in place through
-        flat views), without amsgrad (which the kernel does not keep)."""
-        arrays = (param.data, exp_avg, exp_avg_sq)
-        return (backend.resolve("adam") != "numpy" and not group["amsgrad"]
-                and all(a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-                        for a in arrays))
-
-    def apply_weight_decay(self, param, grad, group):
-        """Adam's weight decay: the L2 term weight_decay * p joins the gradient."""
-        return grad + group["weight_decay"] * param.data
-
     def update(self, param, grad, state, group):
-        lr, eps = group["lr"], group["eps"]
-        beta1, beta2 = group["betas"]
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(param.data)        # m
@@ -94,30 +78,14 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = np.zeros_like(param.data)
         state["step"] += 1
-        t = state["step"]
-
         if group["maximize"]:
             grad = -grad
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        if self._fused_update_applies(param, m, v, group):
-            fused.adam_update(param.data, grad, m, v, t, lr, beta1, beta2, eps,
-                              group["weight_decay"], decoupled=self.decoupled_weight_decay)
-            param._version += 1
-            return
-        if group["weight_decay"] != 0:
-            grad = self.apply_weight_decay(param, grad, group)
-
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * grad * grad
-        if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
-
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
-        param.add_(m_hat / (np.sqrt(v_hat) + eps), alpha=-lr)
+        beta1, beta2 = group["betas"]
+        adam_update(param.data, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                    group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                    decoupled=self.decoupled_weight_decay,
+                    max_exp_avg_sq=state.get("max_exp_avg_sq"))
+        param._version += 1
 
 
 class AdamW(Adam):
@@ -141,8 +109,3 @@ class AdamW(Adam):
                          amsgrad=amsgrad, maximize=maximize)
 
     decoupled_weight_decay = True
-
-    def apply_weight_decay(self, param, grad, group):
-        """AdamW's weight decay: shrink the parameter itself; the gradient is unchanged."""
-        param.mul_(1 - group["lr"] * group["weight_decay"])
-        return grad

@@ -30,8 +30,8 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
-from tinyllm.kernels.cuda_transfers import to_device, to_host
-from tinyllm.kernels.matmul import run_batched
+from tinyllm.kernels.cuda.transfers import to_device, to_host
+from tinyllm.kernels.batched import run_batched
 
 TILE = 64
 MICRO = 4

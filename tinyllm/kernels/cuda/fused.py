@@ -1,7 +1,7 @@
-"""The training-path kernels of ``tinyllm.kernels.fused`` on an NVIDIA GPU (``numba.cuda``).
+"""The training-path kernels on an NVIDIA GPU (``numba.cuda``).
 
-Same math and the same NumPy references as ``tinyllm.kernels.fused`` (read its docstrings
-first): softmax + cross-entropy, layer norm forward and backward, GELU forward and backward,
+Same math and the same NumPy references as ``tinyllm.kernels.softmax_cross_entropy``,
+``layer_norm``, ``gelu``, ``adam`` and ``embedding_backward`` (read their docstrings first): softmax + cross-entropy, layer norm forward and backward, GELU forward and backward,
 the Adam/AdamW update and the embedding backward. Two patterns cover them all.
 
 Row kernels (softmax + cross-entropy, layer norm): one thread block of ``THREADS`` threads per
@@ -32,8 +32,8 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
-from tinyllm.kernels.fused import _INV_SQRT_2, _INV_SQRT_2_PI, _SQRT_2_OVER_PI
-from tinyllm.kernels.cuda_transfers import to_device, to_host
+from tinyllm.kernels.cuda.transfers import to_device, to_host
+from tinyllm.kernels.special import INV_SQRT_2, INV_SQRT_2_PI, SQRT_2_OVER_PI
 
 THREADS = 128           # threads per block; a power of two, for the reduction tree
 ELEMENTWISE_BLOCKS = 1024   # most blocks an elementwise kernel launches (then grid-stride)
@@ -50,9 +50,9 @@ def make_fused_kernels(dtype, threads=THREADS):
         raise ValueError("cuda fused kernels: threads per block must be a power of two, got %d"
                          % threads)
     element = numba.from_dtype(np.dtype(dtype))
-    sqrt_2_over_pi = element(_SQRT_2_OVER_PI)
-    inv_sqrt_2 = element(_INV_SQRT_2)
-    inv_sqrt_2_pi = element(_INV_SQRT_2_PI)
+    sqrt_2_over_pi = element(SQRT_2_OVER_PI)
+    inv_sqrt_2 = element(INV_SQRT_2)
+    inv_sqrt_2_pi = element(INV_SQRT_2_PI)
     cubic = element(_GELU_CUBIC)
     zero, half, one, three = element(0), element(0.5), element(1.0), element(3.0)
     minus_infinity = element(-math.inf)
@@ -244,7 +244,7 @@ def _elementwise_grid(size, threads):
 
 # ----- softmax + cross-entropy ----------------------------------------------------------------
 def softmax_cross_entropy_cuda(logits, targets, ignore_index=-100, threads=THREADS):
-    """Same as ``fused.softmax_cross_entropy_reference``: one block per row, three passes
+    """Same as ``softmax_cross_entropy.softmax_cross_entropy_reference``: one block per row, three passes
     (max; exp and sum; normalise). Cost: about 4 N V FLOPs and one exp per logit; N V numbers
     read from memory and N V written (plus N V more on each side of the PCIe copies)."""
     logits = np.ascontiguousarray(logits)
@@ -273,7 +273,7 @@ def _weight_and_bias(C, dtype, weight, bias):
 
 
 def layer_norm_forward_cuda(x, weight, bias, eps=1e-5, threads=THREADS):
-    """Same as ``fused.layer_norm_forward_reference`` for x (N, C): one block per row, three
+    """Same as ``layer_norm.layer_norm_forward_reference`` for x (N, C): one block per row, three
     passes (mean, variance, y). Cost: about 8 N C FLOPs; N C numbers read, N C written."""
     x = np.ascontiguousarray(x)
     kernels = _kernels(x.dtype, threads)
@@ -290,7 +290,7 @@ def layer_norm_forward_cuda(x, weight, bias, eps=1e-5, threads=THREADS):
 
 
 def layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, threads=THREADS):
-    """Same as ``fused.layer_norm_backward_reference``: grad_x by one block per row (two
+    """Same as ``layer_norm.layer_norm_backward_reference``: grad_x by one block per row (two
     reductions, one pass to write); grad_weight and grad_bias by one thread per (column, chunk
     of ``ROWS_PER_CHUNK`` rows), the chunks added on the host. Cost: about 12 N C FLOPs."""
     x = np.ascontiguousarray(x)
@@ -319,7 +319,7 @@ def layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, threads=THREADS):
 
 # ----- GELU -----------------------------------------------------------------------------------
 def gelu_forward_cuda(x, approximate="none", threads=THREADS):
-    """Same as ``fused.gelu_forward_reference``, one element per thread: about 10 FLOPs and
+    """Same as ``gelu.gelu_forward_reference``, one element per thread: about 10 FLOPs and
     one erf or tanh per element; read x, write y."""
     flat = np.ascontiguousarray(x).reshape(-1)
     kernels = _kernels(flat.dtype, threads)
@@ -331,7 +331,7 @@ def gelu_forward_cuda(x, approximate="none", threads=THREADS):
 
 
 def gelu_backward_cuda(grad_y, x, approximate="none", threads=THREADS):
-    """Same as ``fused.gelu_backward_reference``, one element per thread: read x and grad_y,
+    """Same as ``gelu.gelu_backward_reference``, one element per thread: read x and grad_y,
     write grad_x."""
     flat = np.ascontiguousarray(x).reshape(-1)
     kernels = _kernels(flat.dtype, threads)
@@ -346,7 +346,7 @@ def gelu_backward_cuda(grad_y, x, approximate="none", threads=THREADS):
 # ----- Adam / AdamW ---------------------------------------------------------------------------
 def adam_update_cuda(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
                      weight_decay=0.0, decoupled=False, threads=THREADS):
-    """Same as ``fused.adam_update_reference``, in place on the host arrays param, exp_avg and
+    """Same as ``adam.adam_update_reference``, in place on the host arrays param, exp_avg and
     exp_avg_sq (C-contiguous): they are copied to the GPU, updated there (one element per
     thread, about 15 FLOPs each) and copied back into the same memory."""
     for a in (param, exp_avg, exp_avg_sq):
@@ -370,7 +370,7 @@ def adam_update_cuda(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, e
 
 # ----- embedding backward ---------------------------------------------------------------------
 def embedding_backward_cuda(ids, grad, num_embeddings, threads=THREADS):
-    """Same as ``fused.embedding_backward_reference``: N D atomic additions, one per thread."""
+    """Same as ``embedding_backward.embedding_backward_reference``: N D atomic additions, one per thread."""
     grad = np.ascontiguousarray(grad)
     kernels = _kernels(grad.dtype, threads)
     d_grad_weight = to_device(np.zeros((num_embeddings, grad.shape[1]), dtype=grad.dtype))

@@ -34,7 +34,7 @@ import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
-from tinyllm.kernels.cuda_transfers import to_device, to_host
+from tinyllm.kernels.cuda.transfers import to_device, to_host
 
 BLOCK_Q = 64            # queries per block (and per tile), at most
 BLOCK_K = 64            # keys per block (and per tile), at most

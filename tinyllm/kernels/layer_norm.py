@@ -1,0 +1,130 @@
+"""Layer norm over the last axis of a matrix (N, C), forward and backward: a fused pass per row.
+
+``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
+dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from tinyllm.kernels import backend
+
+
+def layer_norm_forward_reference(x, weight, bias, eps=1e-5):
+    """y = (x - mean) * rstd * weight + bias over the last axis, the NumPy way.
+
+    x (N, C); weight, bias (C,) or None. Returns y (N, C), mean (N,), rstd (N,) with
+    rstd = 1 / sqrt(var + eps) (biased variance). Cost: about 8 N C FLOPs.
+    """
+    mean = x.mean(axis=1)
+    var = ((x - mean[:, None]) ** 2).mean(axis=1)
+    rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    y = (x - mean[:, None]) * rstd[:, None]
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype, copy=False), mean, rstd
+
+
+def layer_norm_backward_reference(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight, grad_bias) of layer norm, the NumPy way.
+
+    With xhat = (x - mean) rstd and g = grad_y * weight:
+        grad_x = rstd (g - mean_C(g) - xhat mean_C(g xhat)),
+        grad_weight = sum_N grad_y xhat,   grad_bias = sum_N grad_y.
+    """
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    g = grad_y if weight is None else grad_y * weight
+    grad_x = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                              - xhat * (g * xhat).mean(axis=1, keepdims=True))
+    return grad_x.astype(x.dtype, copy=False), (grad_y * xhat).sum(axis=0), grad_y.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd):
+    N, C = x.shape
+    for i in prange(N):
+        total = 0.0
+        for j in range(C):
+            total += x[i, j]
+        mu = total / C
+        squares = 0.0
+        for j in range(C):
+            squares += (x[i, j] - mu) ** 2
+        r = 1.0 / math.sqrt(squares / C + eps)
+        for j in range(C):
+            y[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+        mean[i] = mu
+        rstd[i] = r
+
+
+ROWS_PER_CHUNK = 32     # layer norm backward: rows whose weight/bias gradients one task sums
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, partial_w, partial_b):
+    N, C = x.shape
+    chunks = partial_w.shape[0]
+    for chunk in prange(chunks):
+        for i in range(chunk * ROWS_PER_CHUNK, min((chunk + 1) * ROWS_PER_CHUNK, N)):
+            sum_g = 0.0
+            sum_g_xhat = 0.0
+            for j in range(C):
+                xhat = (x[i, j] - mean[i]) * rstd[i]
+                g = grad_y[i, j] * weight[j]
+                sum_g += g
+                sum_g_xhat += g * xhat
+                partial_w[chunk, j] += grad_y[i, j] * xhat
+                partial_b[chunk, j] += grad_y[i, j]
+            for j in range(C):
+                xhat = (x[i, j] - mean[i]) * rstd[i]
+                g = grad_y[i, j] * weight[j]
+                grad_x[i, j] = rstd[i] * (g - sum_g / C - xhat * sum_g_xhat / C)
+
+
+def layer_norm_forward_numba(x, weight, bias, eps=1e-5):
+    """Same as ``layer_norm_forward_reference``: per row, one pass for the mean, one for the
+    variance, one to write y. Cost: about 8 N C FLOPs, 3 N C numbers read, N C written."""
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    weight = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    bias = np.zeros(C, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    y = np.empty_like(x)
+    mean = np.empty(x.shape[0], x.dtype)
+    rstd = np.empty(x.shape[0], x.dtype)
+    _layer_norm_forward_rows(x, weight, bias, eps, y, mean, rstd)
+    return y, mean, rstd
+
+
+def layer_norm_backward_numba(grad_y, x, mean, rstd, weight):
+    """Same as ``layer_norm_backward_reference``: two passes per row; the weight and bias
+    gradients are summed per chunk of ``ROWS_PER_CHUNK`` rows (so no two tasks write the same
+    number) and the chunks added at the end. Cost: about 12 N C FLOPs."""
+    x = np.ascontiguousarray(x)
+    grad_y = np.ascontiguousarray(grad_y, dtype=x.dtype)
+    N, C = x.shape
+    weight = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    chunks = (N + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK
+    partial_w = np.zeros((chunks, C), dtype=np.float64)
+    partial_b = np.zeros((chunks, C), dtype=np.float64)
+    grad_x = np.empty_like(x)
+    _layer_norm_backward_rows(grad_y, x, mean, rstd, weight, grad_x, partial_w, partial_b)
+    return grad_x, partial_w.sum(axis=0).astype(x.dtype), partial_b.sum(axis=0).astype(x.dtype)
+
+
+def layer_norm_forward(x, weight, bias, eps=1e-5):
+    """(y, mean, rstd) on the current backend; see the reference."""
+    kernel = backend.pick("layer_norm", layer_norm_forward_reference, layer_norm_forward_numba,
+                          "fused.layer_norm_forward_cuda")
+    return kernel(x, weight, bias, eps)
+
+
+def layer_norm_backward(grad_y, x, mean, rstd, weight):
+    """(grad_x, grad_weight, grad_bias) on the current backend; see the reference."""
+    kernel = backend.pick("layer_norm", layer_norm_backward_reference, layer_norm_backward_numba,
+                          "fused.layer_norm_backward_cuda")
+    return kernel(grad_y, x, mean, rstd, weight)
