@@ -1,4 +1,4 @@
-"""Decoding strategies (tinyllm.training.sampling): the next-token distribution of temperature,
+"""Decoding strategies (tinyllm.models.sampling): the next-token distribution of temperature,
 top-k and top-p on hand-made logits, the repetition penalty, beam search on a hand-built model
 where greedy decoding fails, seeds, streaming and the model steppers."""
 
@@ -12,11 +12,10 @@ import tinyllm
 from tinyllm import nn
 from tinyllm.data import ByteBPETokenizer, CharTokenizer
 from tinyllm.models import GPT, GPTConfig, LSTMLanguageModel
-from tinyllm.models.sampling import sample_next_token
-from tinyllm.training import sampling
-from tinyllm.training.sampling import (ContextStepper, RecurrentStepper, TextStream,
-                                       apply_repetition_penalty, beam_search, generate,
-                                       token_probabilities)
+from tinyllm.models import sampling
+from tinyllm.models.sampling import (ContextStepper, RecurrentStepper, TextStream,
+                                     apply_repetition_penalty, beam_search, generate,
+                                     sample_next_token, token_probabilities)
 
 LOGITS = np.array([[1.0, 3.0, 2.0, 0.5, 2.5]])
 

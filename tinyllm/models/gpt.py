@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyllm import functional as F
-from tinyllm.autograd import Tensor, no_grad
+from tinyllm.autograd import Tensor
 from tinyllm import nn
 from tinyllm.models.inputs import token_ids
-from tinyllm.models.sampling import sample_next_token
+from tinyllm.models.sampling import ContextStepper, generate_tokens
 from tinyllm.optim import AdamW
 
 
@@ -181,21 +181,21 @@ class GPT(nn.Module):
         returns the (B, T + max_new_tokens) int64 tensor of ids.
 
         Each step feeds the last ``block_size`` tokens (the context is cropped when longer),
-        takes the last position's logits and picks the next token with ``sample_next_token``:
+        takes the last position's logits and picks the next token with ``sample_next_token``
+        (the loop is ``tinyllm.models.sampling.generate_tokens``):
         ``temperature=0`` is greedy (argmax), else softmax(logits / temperature) restricted to
         the ``top_k`` most likely tokens and/or the ``top_p`` nucleus, sampled with
         ``generator`` (a NumPy Generator; default ``tinyllm``'s, see ``manual_seed``). Runs
         under ``no_grad``; call ``eval()`` first if the model has dropout.
         """
         idx = token_ids("GPT", idx, self.config.vocab_size)
-        with no_grad():
-            for _ in range(max_new_tokens):
-                context = idx[:, -self.config.block_size:]
-                logits, _ = self(context)
-                next_id = sample_next_token(logits.data[:, -1, :], temperature, top_k, top_p,
-                                            generator)
-                idx = np.concatenate([idx, next_id[:, None]], axis=1)
-        return Tensor(idx)
+        return Tensor(generate_tokens(self.stepper(), idx, max_new_tokens, temperature, top_k,
+                                      top_p, generator=generator))
+
+    def stepper(self):
+        """The next-token step for decoding (``tinyllm.models.sampling``): re-read the last
+        ``block_size`` tokens for every new token."""
+        return ContextStepper(self, self.config.block_size)
 
     def load_state_dict(self, state_dict, strict=True):
         """``Module.load_state_dict``, except that nanoGPT's causal-mask buffers

@@ -25,7 +25,7 @@ from tinyllm import functional as F
 from tinyllm import nn
 from tinyllm.autograd import Tensor, no_grad
 from tinyllm.models.inputs import token_ids
-from tinyllm.models.sampling import sample_next_token
+from tinyllm.models.sampling import RecurrentStepper, generate_tokens
 
 
 def _targets(model_name, targets, shape):
@@ -105,14 +105,13 @@ class LSTMLanguageModel(nn.Module):
         if the model has dropout.
         """
         idx = token_ids("LSTMLanguageModel", idx, self.vocab_size)
-        with no_grad():
-            logits, _, state = self(idx)
-            for _ in range(max_new_tokens):
-                next_id = sample_next_token(logits.data[:, -1, :], temperature, top_k, top_p,
-                                            generator)
-                idx = np.concatenate([idx, next_id[:, None]], axis=1)
-                logits, _, state = self(next_id[:, None], state=state)
-        return Tensor(idx)
+        return Tensor(generate_tokens(self.stepper(), idx, max_new_tokens, temperature, top_k,
+                                      top_p, generator=generator))
+
+    def stepper(self):
+        """The next-token step for decoding (``tinyllm.models.sampling``): read the prompt
+        once, then only the newest token, carrying the state."""
+        return RecurrentStepper(self)
 
 
 def pack_to_front(ids, mask, fill):

@@ -25,6 +25,7 @@ from tinyllm import functional as F
 from tinyllm import nn
 from tinyllm.autograd import Tensor, no_grad
 from tinyllm.models.inputs import token_ids
+from tinyllm.models.sampling import beam_search_tokens, beam_step
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -154,7 +155,8 @@ class Seq2SeqTransformer(nn.Module):
         token; larger values favour longer outputs more.
 
         Returns an int64 tensor (1, 1 + n): bos, the tokens, eos (if reached). With
-        ``beam_size=1`` this is ``greedy_decode``'s result. Runs under ``no_grad``.
+        ``beam_size=1`` this is ``greedy_decode``'s result. Runs under ``no_grad``. The search
+        is ``tinyllm.models.sampling.beam_search_tokens``, as for the language models.
         """
         max_len = self._check_max_len(max_len)
         if beam_size < 1:
@@ -166,36 +168,37 @@ class Seq2SeqTransformer(nn.Module):
                              "src must have shape (1, S), got %s" % (src_shape,))
         with no_grad():
             memory, src_padding_mask = self.encode(src)
-            beams = [([self.bos_id], 0.0)]             # (tokens, total log-probability)
-            finished = []                              # (normalised score, tokens)
-            for _ in range(max_len):
-                rows = np.zeros(len(beams), dtype=np.int64)  # every beam reads the same source
-                ys = np.array([tokens for tokens, _ in beams])
-                log_probs = self._next_log_probs(ys, memory[rows], src_padding_mask[rows])
-                totals = np.array([score for _, score in beams])[:, None] + log_probs
-                beams = self._next_beams(beams, totals, beam_size, length_penalty, finished)
-                if len(finished) >= beam_size:
-                    break
-            if len(finished) < beam_size:              # max_len reached: the unfinished too
-                for tokens, score in beams:
-                    finished.append((score / (len(tokens) - 1) ** length_penalty, tokens))
-        _, best_tokens = max(finished, key=lambda item: item[0])
-        return Tensor(np.array([best_tokens], dtype=np.int64))
+            stepper = _DecoderStepper(self, memory, src_padding_mask)
+            tokens = beam_search_tokens(stepper, [self.bos_id], max_len, beam_size, self.eos_id,
+                                        length_penalty)
+        return Tensor(np.array([[self.bos_id] + tokens], dtype=np.int64))
 
     def _next_beams(self, beams, totals, beam_size, length_penalty, finished):
-        """The extensions that continue (at most beam_size), from the best down; the ones
-        ending in eos within the top beam_size are appended to ``finished``."""
-        V = totals.shape[1]
-        order = np.argsort(-totals.ravel(), kind="stable")[:2 * beam_size]
-        next_beams = []
-        for rank, flat in enumerate(order):
-            beam, token = divmod(int(flat), V)
-            tokens, score = beams[beam][0] + [token], float(totals[beam, token])
-            if token == self.eos_id:
-                if rank < beam_size:
-                    finished.append((score / (len(tokens) - 1) ** length_penalty, tokens))
-            else:
-                next_beams.append((tokens, score))
-                if len(next_beams) == beam_size:
-                    break
-        return next_beams
+        """``beam_step`` with this model's eos, for hypotheses that start with bos."""
+        return beam_step(beams, totals, beam_size, self.eos_id, length_penalty, finished,
+                         prompt_length=1)[0]
+
+
+class _DecoderStepper:
+    """The next-token step of beam search (``tinyllm.models.sampling.beam_search_tokens``):
+    the decoder re-reads each beam's output ys (k, t) against the one encoded source."""
+
+    def __init__(self, model, memory, src_padding_mask):
+        self.model, self.memory, self.src_padding_mask = model, memory, src_padding_mask
+        self.ys = None
+
+    def start(self, ys):
+        self.ys = np.asarray(ys, dtype=np.int64)
+        return self._log_probs()
+
+    def advance(self, next_ids):
+        self.ys = np.concatenate([self.ys, np.asarray(next_ids)[:, None]], axis=1)
+        return self._log_probs()
+
+    def reorder(self, rows):
+        self.ys = self.ys[rows]
+
+    def _log_probs(self):
+        rows = np.zeros(len(self.ys), dtype=np.int64)      # every beam reads the same source
+        return self.model._next_log_probs(self.ys, self.memory[rows],
+                                          self.src_padding_mask[rows])

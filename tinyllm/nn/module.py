@@ -5,6 +5,7 @@ A module is a tree: assigning a ``Parameter`` or another ``Module`` to an attrib
 ``zero_grad()`` reach the whole tree. ``module(x)`` calls ``module.forward(x)``.
 """
 
+import contextlib
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -251,3 +252,16 @@ class Module:
             return head + ")"
         count = Module.num_parameters(self)
         return head + "\n  " + "\n  ".join(lines) + "\n)  # %s parameters" % format(count, ",")
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """``with evaluating(model):`` runs the block in eval mode (no dropout) without recording
+    gradients, then gives the model back its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        model.train(was_training)

@@ -1,4 +1,4 @@
-"""Training, checkpoints, decoding, evaluation and serving: using the models on real text.
+"""Training, checkpoints, evaluation and serving: using the models on real text.
 
     from tinyllm.training import train
     result = train(steps=300, out="out")          # a small GPT on Python's pydoc topics
@@ -9,18 +9,17 @@
 - ``trainer``: ``train`` / ``Trainer``, the loop (AdamW, warm-up + cosine, clipping,
   accumulation, evaluation, checkpoints, NaN guard, progress bar, loss plot);
 - ``checkpoint``: the verified, atomically written checkpoint file;
-- ``sampling``: greedy, temperature, top-k, top-p, beam search, repetition penalty, streaming;
 - ``evaluation``: loss, perplexity, bits per character / byte, BLEU;
 - ``inference``: prompt in, text out, for every model type (used by the CLI and the server);
 - ``serve``: a small JSON-over-HTTP server on the standard library.
 """
 
+from tinyllm.models.sampling import beam_search, generate
 from tinyllm.training.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
                                          load_model, save_checkpoint)
 from tinyllm.training.config import TrainConfig
 from tinyllm.training.evaluation import (bits_per_token, corpus_bleu, evaluate_language_model,
                                          perplexity)
-from tinyllm.training.sampling import beam_search, generate
 from tinyllm.training.trainer import Trainer, TrainingDiverged, TrainResult, train
 
 __all__ = ["TrainConfig", "train", "Trainer", "TrainResult", "TrainingDiverged",

@@ -35,7 +35,6 @@ precision by 1 / (2^k * number of hypothesis n-grams), so one missing 4-gram doe
 score of a short corpus.
 """
 
-import contextlib
 import math
 from collections import Counter
 from typing import NamedTuple
@@ -44,6 +43,7 @@ import numpy as np
 
 from tinyllm.autograd import no_grad
 from tinyllm.data import iterate_lm_batches
+from tinyllm.nn.module import evaluating
 
 LN2 = math.log(2.0)
 
@@ -56,19 +56,6 @@ def perplexity(loss):
 def bits_per_token(loss):
     """loss / ln 2: a mean cross-entropy in nats, in bits."""
     return loss / LN2
-
-
-@contextlib.contextmanager
-def evaluating(model):
-    """``with evaluating(model):`` runs the block in eval mode (no dropout) without recording
-    gradients, then gives the model back its previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def mean_loss(loss_fn, batches):

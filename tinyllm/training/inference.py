@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyllm.data import CharTokenizer
-from tinyllm.training import sampling
-from tinyllm.training.evaluation import evaluating
+from tinyllm.models import sampling
+from tinyllm.nn.module import evaluating
 from tinyllm.training.model_types import LANGUAGE_MODELS
 
 MASK_TOKEN = "<mask>"
@@ -34,7 +34,7 @@ class PromptError(ValueError):
 
 @dataclass
 class GenerationOptions:
-    """How to decode: see ``tinyllm.training.sampling``. ``beam`` (a beam size) selects beam
+    """How to decode: see ``tinyllm.models.sampling``. ``beam`` (a beam size) selects beam
     search; ``temperature=0`` is greedy decoding (the default 0.8 is nanoGPT's sample.py's);
     ``seed`` makes sampling repeatable."""
     max_new_tokens: int = 200

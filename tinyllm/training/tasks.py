@@ -27,7 +27,8 @@ from tinyllm.data import (ByteBPETokenizer, CharTokenizer, collate_seq2seq, get_
                           iterate_lm_batches, load_corpus, mask_tokens, pad_sequences,
                           token_dtype, train_val_split)
 from tinyllm.random import default_generator
-from tinyllm.training import evaluation, sampling
+from tinyllm.models import sampling
+from tinyllm.training import evaluation
 
 SAMPLE_TEMPERATURE = 0.8        # the samples printed during training (nanoGPT's sample.py)
 
