@@ -17,6 +17,7 @@ LAYERS = [
     ["nn", "optim"],
     ["models"],
     ["data", "training"],
+    ["serving"],
 ]
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 TOP = len(LAYERS)

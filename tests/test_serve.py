@@ -1,4 +1,4 @@
-"""The HTTP server (tinyllm.training.serve), started on 127.0.0.1 with port 0 in a thread and
+"""The HTTP server (tinyllm.serving.serve), started on 127.0.0.1 with port 0 in a thread and
 spoken to with urllib: its endpoints, and a clear JSON error for every bad request."""
 
 import http.client
@@ -13,8 +13,8 @@ import tinyllm
 from tinyllm.data import CharTokenizer
 from tinyllm.models import GPT, GPTConfig, LSTMClassifier
 from tinyllm.training import save_checkpoint
-from tinyllm.training.inference import GenerationOptions, complete, predict
-from tinyllm.training.serve import MAX_BODY_BYTES, ModelService, make_server
+from tinyllm.serving.inference import GenerationOptions, complete, predict
+from tinyllm.serving.serve import MAX_BODY_BYTES, ModelService, make_server
 
 TEXT = "hello world, this is a small text to build a vocabulary from.\n"
 

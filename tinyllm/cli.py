@@ -154,7 +154,7 @@ def add_generate_parser(commands):
 def run_generate(args):
     from tinyllm.training.trainer import backend_context
     from tinyllm.training import load_model
-    from tinyllm.training.inference import GenerationOptions, complete
+    from tinyllm.serving.inference import GenerationOptions, complete
     from tinyllm.training.model_types import LANGUAGE_MODELS
     model, checkpoint = load_model(args.checkpoint)
     if checkpoint.tokenizer is None:
@@ -267,7 +267,7 @@ def add_serve_parser(commands):
 
 def run_serve(args):
     from tinyllm.training.trainer import backend_context
-    from tinyllm.training.serve import make_server
+    from tinyllm.serving.serve import make_server
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must lie in [0, 65535], got %d" % args.port)
     try:

@@ -1,4 +1,5 @@
-"""Training, checkpoints, evaluation and serving: using the models on real text.
+"""Training, checkpoints and evaluation: using the models on real text (serving is
+``tinyllm.serving``).
 
     from tinyllm.training import train
     result = train(steps=300, out="out")          # a small GPT on Python's pydoc topics
@@ -10,8 +11,6 @@
   accumulation, evaluation, checkpoints, NaN guard, progress bar, loss plot);
 - ``checkpoint``: the verified, atomically written checkpoint file;
 - ``evaluation``: loss, perplexity, bits per character / byte, BLEU;
-- ``inference``: prompt in, text out, for every model type (used by the CLI and the server);
-- ``serve``: a small JSON-over-HTTP server on the standard library.
 """
 
 from tinyllm.models.sampling import beam_search, generate

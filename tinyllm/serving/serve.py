@@ -25,7 +25,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tinyllm.training.checkpoint import load_model
-from tinyllm.training.inference import GenerationOptions, PromptError, complete, predict
+from tinyllm.serving.inference import GenerationOptions, PromptError, complete, predict
 
 MAX_BODY_BYTES = 64 * 1024
 DISCARD_LIMIT = 1024 * 1024     # a refused body up to this size is read and dropped
