@@ -1,4 +1,4 @@
-"""``BPETokenizer``: the byte-level BPE of GPT-2, reading and writing GPT-2's and Hugging Face's files.
+"""``BPETokenizer``: GPT-2's byte-level BPE; reads and writes GPT-2's and Hugging Face's files.
 
 A ``BPETokenizer`` is two tables and a regular expression:
 
