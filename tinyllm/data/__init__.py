@@ -12,10 +12,10 @@ from tinyllm.data.batching import (Seq2SeqBatch, bucket_by_length, collate_seq2s
                                    get_lm_batch, iterate_lm_batches, mask_tokens, pad_sequences)
 from tinyllm.data.corpus import (BUILTIN_CORPORA, load_corpus, load_tokens, read_text_file,
                                  save_tokens, token_dtype, train_val_split)
-from tinyllm.data.tokenizers import (SPLIT_PATTERN, ByteBPETokenizer, CharTokenizer,
+from tinyllm.data.tokenizers import (SPLIT_PATTERN, BPETokenizer, ByteBPETokenizer, CharTokenizer,
                                      load_tokenizer, tokenizer_from_dict)
 
-__all__ = ["CharTokenizer", "ByteBPETokenizer", "SPLIT_PATTERN", "load_tokenizer",
+__all__ = ["CharTokenizer", "ByteBPETokenizer", "BPETokenizer", "SPLIT_PATTERN", "load_tokenizer",
            "tokenizer_from_dict", "load_corpus", "BUILTIN_CORPORA", "read_text_file",
            "train_val_split", "save_tokens", "load_tokens", "token_dtype", "get_lm_batch",
            "iterate_lm_batches", "pad_sequences", "collate_seq2seq", "Seq2SeqBatch",

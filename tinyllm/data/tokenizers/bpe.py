@@ -261,15 +261,19 @@ def _utf8(text, where):
                          % (where, ord(bad))) from None
 
 
-def _learn_merges(words, counts, num_merges, verbose=False):
+def _learn_merges(words, counts, num_merges, verbose=False, prefer_greatest_bytes=False):
     """The BPE training loop on distinct chunks.
 
     words: list of chunks, each a list of ids (modified in place); counts: how often each chunk
     occurs. Returns the learned pairs in order; pair k became id 256 + k.
 
+    Ties between equally frequent pairs: the smallest pair of ids (a, b) wins, or, with
+    ``prefer_greatest_bytes``, the greatest pair of byte strings (vocab[a], vocab[b]) (the rule
+    of ``BPETokenizer``).
+
     Bookkeeping: ``pair_counts[p]`` = sum over chunks of count * (occurrences of p in the chunk);
-    ``where[p]`` = the chunks that may contain p; ``heap`` holds (-count, pair) entries, some
-    stale: an entry is used only if its count is still the pair's current count.
+    ``where[p]`` = the chunks that may contain p; ``heap`` holds (-count, tie key, pair) entries,
+    some stale: an entry is used only if its count is still the pair's current count.
     """
     pair_counts = defaultdict(int)
     where = defaultdict(set)
@@ -277,15 +281,24 @@ def _learn_merges(words, counts, num_merges, verbose=False):
         for pair in zip(word, word[1:]):
             pair_counts[pair] += count
             where[pair].add(index)
-    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    vocab = {i: bytes([i]) for i in range(256)}
+    # heapq pops the smallest entry; to pop the greatest bytes first, compare strings in which
+    # byte x is chr(255 - x), ended by chr(256) so that a prefix sorts after its extensions.
+    descending = {i: chr(255 - i) + chr(256) for i in range(256)}
+
+    def tie_key(pair):
+        if prefer_greatest_bytes:
+            return descending[pair[0]], descending[pair[1]]
+        return pair
+
+    heap = [(-count, tie_key(pair), pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
-    vocab = {i: bytes([i]) for i in range(256)}
     merges = []
     while len(merges) < num_merges:
         best = None
         while heap:
-            negative_count, pair = heapq.heappop(heap)
+            negative_count, _, pair = heapq.heappop(heap)
             if pair_counts.get(pair, 0) == -negative_count > 0:
                 best = pair
                 break
@@ -294,6 +307,7 @@ def _learn_merges(words, counts, num_merges, verbose=False):
         new_id = 256 + len(merges)
         merges.append(best)
         vocab[new_id] = vocab[best[0]] + vocab[best[1]]
+        descending[new_id] = "".join(chr(255 - x) for x in vocab[new_id]) + chr(256)
         if verbose:
             print("merge %d/%d: %s -> %d (%r) had %d occurrences"
                   % (len(merges), num_merges, best, new_id, vocab[new_id], -negative_count))
@@ -316,7 +330,7 @@ def _learn_merges(words, counts, num_merges, verbose=False):
         for pair in changed:
             count = pair_counts[pair]
             if count > 0:
-                heapq.heappush(heap, (-count, pair))
+                heapq.heappush(heap, (-count, tie_key(pair), pair))
             else:
                 del pair_counts[pair]
     return merges
