@@ -27,7 +27,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from tinyllm.kernels.backend import BACKENDS
+from tinyllm.kernels.backend import BACKENDS, check_environment
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -367,7 +367,12 @@ def add_demo_parser(commands):
 
 
 def run_demo(args):
+    import math
     from tinyllm import demo
+    if args.steps < 1:
+        raise ValueError("--steps must be at least 1, got %d" % args.steps)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError("--lr must be a positive finite number, got %r" % args.lr)
     demo.run(steps=args.steps, lr=args.lr, out_dir=args.out)
     return 0
 
@@ -425,6 +430,7 @@ def main(argv=None):
         print("\n" + HINT)
         return 0
     try:
+        check_environment()
         return args.handler(args)
     except (ValueError, OSError, CheckpointError, TrainingDiverged) as error:
         message = " ".join(str(error).split("\n"))
