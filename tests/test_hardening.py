@@ -153,7 +153,7 @@ def test_demo_refuses_settings_that_cannot_train(capsys, tmp_path, argv, match):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--temperature", "1e-320"], "temperature must be 0 (greedy decoding) or a number in"),
+    (["--temperature", "1e-320"], "temperature must be a number >= 0 (0 is greedy decoding), and if "),
     (["--repetition-penalty", "1e-320"], "repetition_penalty must be a number in"),
     (["--repetition-penalty", "1e308"], "repetition_penalty must be a number in"),
 ])

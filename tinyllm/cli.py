@@ -16,7 +16,9 @@ Mistakes in what is asked (a missing or empty corpus, a corrupt checkpoint, a pr
 characters the model never saw, an option out of range) print one line,
 ``tinyllm COMMAND: error: ...``, on stderr and exit with status 2, as argparse does for
 unknown options. A training run whose loss becomes NaN stops the same way, keeping its last
-good checkpoint.
+good checkpoint. A new run into a folder that holds a checkpoint needs --resume or
+--overwrite. Ctrl-C or SIGTERM during training saves a checkpoint, says where and exits with
+status 130 or 143.
 """
 
 import argparse

@@ -55,8 +55,8 @@ class GenerationOptions:
              and self.max_new_tokens >= 0, "an integer >= 0"),
             ("temperature", self.temperature, _is_number(self.temperature)
              and (self.temperature == 0 or MIN_SCALE <= self.temperature <= MAX_SCALE),
-             "0 (greedy decoding) or a number in [%g, %g] (beyond it the scaled logits "
-             "overflow)" % (MIN_SCALE, MAX_SCALE)),
+             "a number >= 0 (0 is greedy decoding), and if positive within [%g, %g] "
+             "(beyond it the scaled logits overflow)" % (MIN_SCALE, MAX_SCALE)),
             ("top_k", self.top_k, self.top_k is None or (_is_int(self.top_k) and self.top_k >= 1),
              "an integer >= 1"),
             ("top_p", self.top_p, self.top_p is None or (_is_number(self.top_p)
