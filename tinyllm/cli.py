@@ -16,7 +16,9 @@ Mistakes in what is asked (a missing or empty corpus, a corrupt checkpoint, a pr
 characters the model never saw, an option out of range) print one line,
 ``tinyllm COMMAND: error: ...``, on stderr and exit with status 2, as argparse does for
 unknown options. A training run whose loss becomes NaN stops the same way, keeping its last
-good checkpoint.
+good checkpoint. A new run into a folder that holds a checkpoint needs --resume or
+--overwrite. Ctrl-C or SIGTERM during training saves a checkpoint, says where and exits with
+status 130 or 143.
 """
 
 import argparse
@@ -27,7 +29,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from tinyllm.kernels.backend import BACKENDS
+from tinyllm.kernels.backend import BACKENDS, check_environment
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -93,7 +95,11 @@ def add_train_parser(commands):
                         help="continue a saved run (default checkpoint: OUT/ckpt.npz); only "
                              "--steps, --eval-every, --eval-batches, --sample-tokens, --backend "
                              "may change")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out folder that holds a checkpoint, "
+                             "replacing it (without it, such a run is refused)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_checkpoint_limit(parser)
     parser.set_defaults(handler=run_train)
 
 
@@ -111,14 +117,15 @@ def run_train(args):
         else:                           # new checkpoints go beside the one resumed from
             folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent
             settings.setdefault("out", str(folder))
-        saved = load_checkpoint(resume).config
+        resume = load_checkpoint(resume, max_bytes=args.max_checkpoint_bytes)
+        saved = resume.config
         if not saved:
             raise ValueError("checkpoint %s holds no training config, so it cannot be resumed"
-                             % resume)
+                             % resume.path)
         config = TrainConfig.from_dict({**saved, **settings})
     else:
         config = TrainConfig(**settings)
-    train(config, resume=resume, progress=not args.no_progress)
+    train(config, resume=resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 
@@ -148,6 +155,7 @@ def add_generate_parser(commands):
     parser.add_argument("--greedy", action="store_true", help="the argmax every step")
     parser.add_argument("--stream", action="store_true", help="print tokens as they come")
     parser.add_argument("--backend", choices=BACKENDS, default=None)
+    add_checkpoint_limit(parser)
     parser.set_defaults(handler=run_generate)
 
 
@@ -156,7 +164,7 @@ def run_generate(args):
     from tinyllm.training import load_model
     from tinyllm.serving.inference import GenerationOptions, complete
     from tinyllm.training.model_types import LANGUAGE_MODELS
-    model, checkpoint = load_model(args.checkpoint)
+    model, checkpoint = load_model(args.checkpoint, max_bytes=args.max_checkpoint_bytes)
     if checkpoint.tokenizer is None:
         raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read a prompt"
                          % checkpoint.path)
@@ -202,6 +210,7 @@ def add_eval_parser(commands):
                         help="at most this many batches (default: all held-out data)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--backend", choices=BACKENDS, default=None)
+    add_checkpoint_limit(parser)
     parser.set_defaults(handler=run_eval)
 
 
@@ -209,7 +218,7 @@ def run_eval(args):
     from tinyllm.training.trainer import backend_context
     from tinyllm.training import TrainConfig, load_model
     from tinyllm.training.tasks import make_task
-    model, checkpoint = load_model(args.checkpoint)
+    model, checkpoint = load_model(args.checkpoint, max_bytes=args.max_checkpoint_bytes)
     if not checkpoint.config:
         raise ValueError("checkpoint %s holds no training config, so its held-out data is "
                          "unknown" % checkpoint.path)
@@ -262,16 +271,23 @@ def add_serve_parser(commands):
     parser.add_argument("--port", type=int, default=8000, help="(default: 8000; 0: any free)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     parser.add_argument("--backend", choices=BACKENDS, default=None)
+    add_checkpoint_limit(parser)
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args):
     from tinyllm.training.trainer import backend_context
-    from tinyllm.serving.serve import make_server
+    from tinyllm.serving.serve import ModelService, make_server
+    from tinyllm.training import load_model
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must lie in [0, 65535], got %d" % args.port)
+    model, checkpoint = load_model(args.checkpoint, max_bytes=args.max_checkpoint_bytes)
+    if checkpoint.tokenizer is None:
+        raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read text"
+                         % checkpoint.path)
     try:
-        server = make_server(args.checkpoint, args.host, args.port, verbose=not args.quiet)
+        server = make_server(ModelService(model, checkpoint), args.host, args.port,
+                             verbose=not args.quiet)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise OSError("port %d on %s is in use; choose another with --port (--port 0: "
@@ -290,6 +306,15 @@ def run_serve(args):
         finally:
             server.server_close()
     return 0
+
+
+def add_checkpoint_limit(parser):
+    """The --max-checkpoint-bytes option of the commands that read a checkpoint."""
+    from tinyllm.training.checkpoint import MAX_CHECKPOINT_BYTES
+    parser.add_argument("--max-checkpoint-bytes", type=int, default=None, metavar="N",
+                        help="decompress at most N bytes of checkpoint arrays; a larger "
+                             "checkpoint is refused before it is read (default: %d, 2 GiB)"
+                             % MAX_CHECKPOINT_BYTES)
 
 
 # ----- bench --------------------------------------------------------------------------------
@@ -344,7 +369,12 @@ def add_demo_parser(commands):
 
 
 def run_demo(args):
+    import math
     from tinyllm import demo
+    if args.steps < 1:
+        raise ValueError("--steps must be at least 1, got %d" % args.steps)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError("--lr must be a positive finite number, got %r" % args.lr)
     demo.run(steps=args.steps, lr=args.lr, out_dir=args.out)
     return 0
 
@@ -402,10 +432,11 @@ def main(argv=None):
         print("\n" + HINT)
         return 0
     try:
+        check_environment()
         return args.handler(args)
     except (ValueError, OSError, CheckpointError, TrainingDiverged) as error:
         message = " ".join(str(error).split("\n"))
         print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:      # 128 + the signal: 130 for Ctrl-C, 143 SIGTERM
+        return 128 + getattr(interrupt, "signum", EXIT_INTERRUPTED - 128)

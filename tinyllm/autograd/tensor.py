@@ -43,9 +43,16 @@ def _as_array(data, dtype=None):
     """A fresh NumPy array for ``data``: floats in the default dtype, integers as int64."""
     if isinstance(data, Tensor):
         data = data.data
+    try:
+        array = np.array(data) if dtype is None else np.array(data, dtype=dtype)
+    except ValueError as error:
+        if "inhomogeneous" not in str(error):
+            raise
+        raise ValueError("tensor: the nested lists are ragged (rows of different lengths, "
+                         "e.g. [[1, 2], [3]]); every row of a tensor must have the same "
+                         "length (pad the shorter ones)") from None
     if dtype is not None:
-        return np.array(data, dtype=dtype)
-    array = np.array(data)
+        return array
     kind = array.dtype.kind
     if kind == "f":
         return array.astype(_default_dtype, copy=False)

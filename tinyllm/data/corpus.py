@@ -99,7 +99,8 @@ def folder_corpus(folder, max_bytes=None):
     files = []
     for parent, subfolders, names in os.walk(folder):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        files.extend(Path(parent, n) for n in sorted(names) if not n.startswith("."))
+        files.extend(Path(parent, n) for n in sorted(names)       # FIFOs, devices: skipped
+                     if not n.startswith(".") and Path(parent, n).is_file())
     files.sort(key=lambda p: p.relative_to(folder).parts)
     texts = [text for _, text in _take_files(files, max_bytes)]
     if not texts:
@@ -126,10 +127,31 @@ def _take_files(files, max_bytes):
         yield path, text
 
 
-def read_text_file(path):
-    """The text of a UTF-8 file, with clear errors for an empty or a binary file."""
+MAX_CORPUS_FILE_BYTES = 2 ** 30     # 1 GiB: a corpus file is read whole into memory
+READ_CHUNK_BYTES = 2 ** 24
+
+
+def read_text_file(path, max_bytes=None):
+    """The text of a UTF-8 file, with clear errors for an empty or a binary file, for one that
+    is not a regular file (a FIFO would block forever) and for one larger than ``max_bytes``
+    (default ``MAX_CORPUS_FILE_BYTES``), which is read in chunks and never whole."""
     path = Path(path)
-    data = path.read_bytes()
+    limit = MAX_CORPUS_FILE_BYTES if max_bytes is None else max_bytes
+    if not path.is_file():
+        raise ValueError("corpus file %s is not a regular file (a FIFO, a device or a "
+                         "socket); a corpus is read from ordinary files" % path)
+    if path.stat().st_size > limit:
+        raise ValueError("corpus file %s holds %d bytes, more than the %d a corpus file may "
+                         "hold (its text and token ids must fit in memory); split it or take "
+                         "a part of it" % (path, path.stat().st_size, limit))
+    chunks, total = [], 0
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_CHUNK_BYTES):
+            total += len(chunk)
+            if total > limit:                       # it grew while being read
+                raise ValueError("corpus file %s holds more than %d bytes" % (path, limit))
+            chunks.append(chunk)
+    data = b"".join(chunks)
     if not data.strip():
         raise ValueError("corpus file %s is empty%s" % (path, "" if not data else
                                                          " (it holds only whitespace)"))

@@ -90,6 +90,7 @@ def set_backend(name):
 
 def get_backend():
     """The backend name last set: "numpy", "numba", "cuda" or "auto"."""
+    check_environment()
     return _current
 
 
@@ -124,6 +125,7 @@ def pick(kernel, reference, numba_version, cuda_name):
                               "fused.gelu_forward_cuda")
         return kernel(x, approximate)
     """
+    check_environment()
     which = resolve(kernel)
     if which == "cuda":
         module, function = cuda_name.split(".")
@@ -141,4 +143,16 @@ def _from_environment():
     return name
 
 
-_current = _from_environment()
+def check_environment():
+    """Raise the ValueError of a TINYLLM_BACKEND that cannot work (an unknown name, cuda
+    without a GPU) until ``set_backend`` chooses a backend. Importing tinyllm does not raise
+    it, so that the ``tinyllm`` command can report it in one line."""
+    if _environment_error is not None and _current is None:
+        raise ValueError(_environment_error)
+
+
+try:
+    _current, _environment_error = _from_environment(), None
+except (ValueError, RuntimeError) as error:
+    _current, _environment_error = None, "TINYLLM_BACKEND=%s: %s" % (
+        os.environ.get("TINYLLM_BACKEND", "").strip(), str(error).split(": ", 1)[-1])

@@ -1,6 +1,7 @@
 """``Linear`` (y = x W^T + b) and ``Identity``."""
 
 import math
+import numbers
 
 from tinyllm import ops
 from tinyllm.functional.linear import linear
@@ -19,6 +20,10 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError("Linear: %s must be a positive integer, got %r"
+                                 % (name, value))
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(ops.zeros(out_features, in_features, dtype=dtype))

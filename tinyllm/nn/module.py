@@ -222,7 +222,10 @@ class Module:
                 continue
             value = state_dict[name]
             value = value.data if isinstance(value, Tensor) else np.asarray(value)
-            if value.shape != tensor.shape:
+            if value.dtype.kind not in "fiub":
+                problems.append("%s: the checkpoint holds %s values; a parameter or buffer "
+                                "holds numbers" % (name, value.dtype))
+            elif value.shape != tensor.shape:
                 problems.append("%s: the checkpoint has shape %s, the module has shape %s"
                                 % (name, value.shape, tensor.shape))
         if problems:

@@ -26,6 +26,9 @@ from tinyllm.nn.module import evaluating
 from tinyllm.training.model_types import LANGUAGE_MODELS
 
 MASK_TOKEN = "<mask>"
+# The range of temperature and repetition_penalty: the logits are divided (or multiplied) by
+# them, and outside it that overflows to inf and the probabilities become NaN.
+MIN_SCALE, MAX_SCALE = 1e-4, 1e4
 
 
 class PromptError(ValueError):
@@ -51,7 +54,9 @@ class GenerationOptions:
             ("max_new_tokens", self.max_new_tokens, _is_int(self.max_new_tokens)
              and self.max_new_tokens >= 0, "an integer >= 0"),
             ("temperature", self.temperature, _is_number(self.temperature)
-             and self.temperature >= 0, "a number >= 0 (0 is greedy decoding)"),
+             and (self.temperature == 0 or MIN_SCALE <= self.temperature <= MAX_SCALE),
+             "a number >= 0 (0 is greedy decoding), and if positive within [%g, %g] "
+             "(beyond it the scaled logits overflow)" % (MIN_SCALE, MAX_SCALE)),
             ("top_k", self.top_k, self.top_k is None or (_is_int(self.top_k) and self.top_k >= 1),
              "an integer >= 1"),
             ("top_p", self.top_p, self.top_p is None or (_is_number(self.top_p)
@@ -59,8 +64,9 @@ class GenerationOptions:
             ("beam", self.beam, self.beam is None or (_is_int(self.beam) and self.beam >= 1),
              "an integer >= 1"),
             ("repetition_penalty", self.repetition_penalty,
-             _is_number(self.repetition_penalty) and self.repetition_penalty > 0,
-             "a number > 0 (1 means no penalty)"),
+             _is_number(self.repetition_penalty)
+             and MIN_SCALE <= self.repetition_penalty <= MAX_SCALE,
+             "a number in [%g, %g] (1 means no penalty)" % (MIN_SCALE, MAX_SCALE)),
             ("seed", self.seed, self.seed is None or (_is_int(self.seed) and self.seed >= 0),
              "an integer >= 0"),
         ]

@@ -10,6 +10,7 @@ A config is saved inside every checkpoint (``to_dict``) and read back (``from_di
 resumed run continues with exactly the settings it started with.
 """
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from tinyllm.kernels.backend import BACKENDS
@@ -75,6 +76,12 @@ class TrainConfig:
 
     def validate(self):
         """Raise ValueError naming the first setting that cannot work."""
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("%s must be a finite number, got %r (checkpoints store the "
+                                 "settings as JSON, which holds no inf or nan)%s"
+                                 % (name, value, "; --clip 0 turns clipping off"
+                                    if name == "clip" else ""))
         if self.model not in MODEL_TYPES:
             raise ValueError("unknown model %r; choose one of %s"
                              % (self.model, ", ".join(MODEL_TYPES)))

@@ -24,6 +24,9 @@ the step is not applied and the last checkpoint, written from finite weights, is
 
 import contextlib
 import math
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,10 +40,11 @@ from tinyllm.kernels.backend import NO_GPU_MESSAGE, cuda_available, use_backend
 from tinyllm.nn.utils import clip_grad_norm_
 from tinyllm.optim import AdamW
 from tinyllm.optim.lr_scheduler import WarmupCosineLR
-from tinyllm.training.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint,
-                                         save_checkpoint)
+from tinyllm.training.checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError,
+                                         load_checkpoint, save_checkpoint)
 from tinyllm.training.config import TrainConfig
 from tinyllm.training.evaluation import evaluating, mean_loss
+from tinyllm.training.memory import estimate_training_bytes, require_memory
 from tinyllm.training.model_types import KERNEL_KINDS, build_model
 from tinyllm.training.plotting import plot_losses
 from tinyllm.training.tasks import checkpoint_model_type, make_task
@@ -134,24 +138,39 @@ def backend_context(name):
 class Trainer:
     """Trains the model of ``config`` (a ``TrainConfig``).
 
-    resume: None (a new run), True (the checkpoint in ``config.out``) or a checkpoint path.
-    progress: show the tqdm progress bar. log: a function of one string for messages (default
+    resume: None (a new run), True (the checkpoint in ``config.out``), a checkpoint path or a
+    loaded ``Checkpoint``. A new run into a folder that holds a checkpoint is an error unless
+    ``overwrite`` is true. progress: show the tqdm progress bar. log: a function of one string for messages (default
     ``tqdm.write``, which keeps the bar intact). on_step: called as on_step(trainer) after
     every step, its evaluation and its checkpoint.
     """
 
-    def __init__(self, config=None, resume=None, progress=True, log=None, on_step=None):
+    def __init__(self, config=None, resume=None, progress=True, log=None, on_step=None,
+                 overwrite=False):
         self.config = config = config or TrainConfig()
         self.log = log or tqdm.write
         self.progress, self.on_step = progress, on_step
         self.checkpoint_path = Path(config.out) / CHECKPOINT_NAME
         self.plot_path = Path(config.out) / PLOT_NAME
+        prepare_output_folder(config.out, self.log)
         checkpoint = None
-        if resume:
+        if isinstance(resume, Checkpoint):
+            checkpoint = resume
+        elif resume:
             checkpoint = load_checkpoint(self.checkpoint_path if resume is True else resume)
+        elif self.checkpoint_path.exists() and not overwrite:
+            raise ValueError("%s already holds a checkpoint: pass --resume to continue it, "
+                             "--overwrite to start over in its place, or --out to train into "
+                             "another folder" % self.checkpoint_path)
+        if checkpoint is not None:
             check_resumable(config, checkpoint)
         self.task = make_task(config, checkpoint.tokenizer if checkpoint else None)
         self.tokenizer = self.task.tokenizer
+        require_memory(estimate_training_bytes(self.task.model_type, self.task.model_args(),
+                                               config.batch_size, config.block_size),
+                       "training this %s model" % config.model,
+                       "choose a smaller --n-embd, --n-layer, --batch-size or --block-size")
+        self.stop_signal = None             # SIGINT or SIGTERM, once one has arrived
         random.manual_seed(config.seed)
         self.model = build_model(self.task.model_type, self.task.model_args())
         self.optimizer = configure_optimizer(self.model, config)
@@ -255,15 +274,15 @@ class Trainer:
         """Train up to ``config.steps``; returns a ``TrainResult``."""
         self.log(self.describe())
         with backend_context(self.config.backend), self._reporting_compilation():
-            if self.step == 0 and self.checkpoint_path.exists():
-                self.log("note: %s exists and will be overwritten (pass --resume to continue "
-                         "it instead)" % self.checkpoint_path)
             samples = {"before": self._print_sample()}
             if self.step == 0:
                 self.log("step 0: val loss %.4f" % self.record_evaluation())
             try:
-                self._loop()
-            except KeyboardInterrupt:
+                with self._stopping_on_signals():
+                    self._loop()
+            except KeyboardInterrupt as interrupt:
+                if isinstance(interrupt, TrainingInterrupted):     # between two steps
+                    self._save_on_interrupt()
                 self.log("interrupted at step %d; %s" % (self.step, self._resume_hint()))
                 raise
             finally:                                # the curve so far, even after a failure
@@ -332,8 +351,42 @@ class Trainer:
                                            tokens_per_sec, self.checkpoint_path))
                 if self.on_step is not None:
                     self.on_step(self)
+                if self.stop_signal is not None:
+                    raise TrainingInterrupted(self.stop_signal)
         finally:
             bar.close()
+
+    @contextlib.contextmanager
+    def _stopping_on_signals(self):
+        """SIGINT (Ctrl-C) and SIGTERM finish the current step, then stop the loop (which
+        saves a checkpoint); a second signal stops at once. Only the main thread can handle
+        signals, so elsewhere the default behaviour stays."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt(signal.Signals(signum).name)
+            self.stop_signal = signum
+            self.log("%s: stopping after step %d and saving a checkpoint (again: stop now)"
+                     % (signal.Signals(signum).name, self.step + 1))
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
+
+    def _save_on_interrupt(self):
+        """Save the steps since the last checkpoint, if any and if the weights are finite."""
+        if self.step == (self.checkpoint_step or 0):
+            return
+        try:
+            self.save()
+        except TrainingDiverged:
+            return
+        self.log("saved the checkpoint of step %d in %s" % (self.step, self.checkpoint_path))
 
     def tokens_per_sec(self):
         """Training tokens per second over the steps this session ran (evaluations,
@@ -362,7 +415,49 @@ class Trainer:
                 "--out %s" % (self.checkpoint_step, self.checkpoint_path, self.config.out))
 
 
-def train(config=None, resume=None, progress=True, log=None, on_step=None, **settings):
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal (``signum``: SIGINT or SIGTERM) after saving."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def prepare_output_folder(out, log):
+    """Make the folder ``out`` and check it is writable, before any training; remove the
+    temporary files (ckpt.npz.PID.XXXX.tmp) that writes killed midway left behind."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError("--out %s is a file, not a folder; name a folder for the checkpoint "
+                         "and the loss curve" % out)
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / (".write-test.%d.tmp" % os.getpid())
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError("--out %s is not writable (%s); choose another folder"
+                         % (out, error.strerror or error)) from None
+    for tmp in sorted(out.glob(CHECKPOINT_NAME + ".*.tmp")):
+        pid = tmp.name[len(CHECKPOINT_NAME) + 1:].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue                        # another run is writing it right now
+        tmp.unlink(missing_ok=True)
+        log("removed %s, left by a checkpoint write that was killed midway" % tmp)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def train(config=None, resume=None, progress=True, log=None, on_step=None, overwrite=False,
+          **settings):
     """Train a model and return a ``TrainResult`` (model, tokenizer, history, losses, paths).
 
         from tinyllm.training import train
@@ -370,8 +465,10 @@ def train(config=None, resume=None, progress=True, log=None, on_step=None, **set
         result.val_loss, result.samples["after"]
 
     config: a ``TrainConfig`` (default: the defaults), updated by ``settings``. resume: True to
-    continue the checkpoint in ``config.out``, or a checkpoint path. See ``Trainer``.
+    continue the checkpoint in ``config.out``, or a checkpoint path; overwrite: start a new run
+    in a folder that holds a checkpoint. See ``Trainer``.
     """
     config = TrainConfig(**settings) if config is None else replace(config, **settings)
-    trainer = Trainer(config, resume=resume, progress=progress, log=log, on_step=on_step)
+    trainer = Trainer(config, resume=resume, progress=progress, log=log, on_step=on_step,
+                      overwrite=overwrite)
     return trainer.run()
