@@ -66,6 +66,13 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "random seed"),
     ("--backend", "backend", str, "kernels: %s" % ", ".join(BACKENDS)),
     ("--out", "out", str, "output folder (checkpoint ckpt.npz, loss curve loss.png)"),
+    ("--zero", "zero", int, "1: ZeRO stage 1 under mpiexec, the optimizer state sharded "
+                            "over the ranks"),
+    ("--overlap", "overlap", int, "1: under mpiexec, start each gradient bucket's all-reduce "
+                                  "during backward"),
+    ("--bucket-mb", "bucket_mb", float, "under mpiexec, megabytes of gradients per all-reduce"),
+    ("--comm-timeout", "comm_timeout", float, "under mpiexec, seconds a rank waits for the "
+                                              "others before the job is ended"),
 ]
 DERIVED_DEFAULTS = {"warmup": "min(100, steps // 10)", "min_lr": "lr / 10",
                     "backend": "the current one, auto unless TINYLLM_BACKEND is set",
@@ -394,6 +401,7 @@ def build_parser():
 
 def main(argv=None):
     """Run the command of ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    from tinyllm import distributed
     from tinyllm.training import CheckpointError, TrainingDiverged
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -405,7 +413,13 @@ def main(argv=None):
         return args.handler(args)
     except (ValueError, OSError, CheckpointError, TrainingDiverged) as error:
         message = " ".join(str(error).split("\n"))
-        print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
+        if distributed.is_main_process():       # under mpiexec, rank 0 speaks for all
+            print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
+        distributed.abort_unless_all_failed(error, EXIT_ERROR)
+        return EXIT_ERROR
+    except distributed.CollectiveTimeout as error:
+        print("tinyllm %s: error: %s" % (args.command, error), file=sys.stderr)
+        distributed.abort_unless_all_failed(error, EXIT_ERROR)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
