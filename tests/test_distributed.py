@@ -259,3 +259,15 @@ def test_a_hanging_rank_ends_the_job_with_a_message_instead_of_a_hang(tmp_path):
     done = run([MPIEXEC, "-n", "2", sys.executable, str(script)], tmp_path, timeout=50)
     assert done.returncode != 0
     assert "rank 0 of 2 waited 2 s in all-reduce of the gradients" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_documented_script_trains_on_two_ranks(tmp_path):
+    needs_mpi()
+    doc = distributed.__doc__
+    script = textwrap.dedent(doc[doc.index("::\n") + 3:doc.index("mpi4py is imported")])
+    (tmp_path / "my_script.py").write_text(script)
+    done = run([MPIEXEC, "-n", "2", sys.executable, "my_script.py"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    losses = [float(line.split()[1]) for line in done.stdout.splitlines()]
+    assert len(losses) == 3 and losses[2] < losses[0]

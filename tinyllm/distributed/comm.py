@@ -98,7 +98,8 @@ class Communicator:
                     "died, hangs, or runs different code (raise the limit with --comm-timeout "
                     "if a rank is only slow, e.g. evaluating)"
                     % (self.rank, self.world_size, self.timeout, what))
-            time.sleep(POLL_SECONDS)
+            # Yield the core at once for the first millisecond (short messages), then sleep.
+            time.sleep(0 if time.perf_counter() - started < 1e-3 else POLL_SECONDS)
         self.seconds += time.perf_counter() - started
 
     # ----- the collectives -----------------------------------------------------------------
