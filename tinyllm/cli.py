@@ -99,7 +99,8 @@ def add_train_parser(commands):
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                         help="continue a saved run (default checkpoint: OUT/ckpt.npz); only "
                              "--steps, --eval-every, --eval-batches, --sample-tokens, --backend "
-                             "may change")
+                             "and the mpiexec options (--zero, --overlap, --bucket-mb, "
+                             "--comm-timeout) may change")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run_train)
 

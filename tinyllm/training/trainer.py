@@ -190,7 +190,8 @@ class Trainer:
     def accumulate_gradients(self, batches):
         """Forward and backward over the micro-batches, adding (1/k) grad(loss_i) into the
         parameters' .grad; returns the mean loss. A NaN/inf loss raises TrainingDiverged."""
-        total, k = 0.0, self.config.grad_accum      # k = len(batches) in one process
+        k = len(batches) * (1 if self.parallel is None else self.parallel.world_size)
+        total = 0.0
         for i, batch in enumerate(batches):
             loss = self.task.loss(self.model, batch)
             value = float(loss.data)
