@@ -3,6 +3,7 @@
     python benchmarks/bench_distributed.py                 # both parts
     python benchmarks/bench_distributed.py --part steps    # time per step only
     python benchmarks/bench_distributed.py --part allreduce
+    python benchmarks/bench_distributed.py --part overlap  # --overlap 0 against 1
 
 Part 1, time per step. The same GPT training run (n_layer 2, n_head 4, n_embd 128, block_size
 64, batch 8 per micro-batch, 2 micro-batches per update: 1024 tokens per step) as
@@ -11,6 +12,10 @@ Part 1, time per step. The same GPT training run (n_layer 2, n_head 4, n_embd 12
 ``--overlap 1 --bucket-mb 0.25``). Each run is a worker subprocess that reports the median
 time of a step (after 3 warm-up steps) and, on rank 0, its communication share: the seconds
 spent in collectives (waiting included) over the seconds spent in training steps.
+
+Part 3 (``--part overlap``), whether overlapping communication with backward pays: a larger GPT
+(n_layer 4, n_embd 256: 3.2M parameters, 13 MB of gradients in 1 MB buckets) on 2 ranks, with
+``--overlap 0`` and ``--overlap 1`` alternately, twice each, so that both see the same load.
 
 Part 2, one all-reduce of a 10M-parameter float32 gradient (40 MB) on 2 ranks, against the
 alpha-beta model of a ring all-reduce, T(n) = 2 (N-1) alpha + 2 (N-1)/N * n * beta, with alpha
@@ -44,8 +49,8 @@ def step_worker(out, extra):
     from tinyllm.training import TrainConfig
     from tinyllm.training.trainer import Trainer
     settings = dict(n_layer=2, n_head=4, n_embd=128, block_size=64, batch_size=8, grad_accum=2,
-                    sample_tokens=0, eval_batches=1, steps=STEPS, eval_every=STEPS, out=out,
-                    **extra)
+                    sample_tokens=0, eval_batches=1, steps=STEPS, eval_every=STEPS, out=out)
+    settings.update(extra)
     times, last = [], [None]
 
     def on_step(trainer):
@@ -119,6 +124,24 @@ def time_steps():
                      100 * result["comm_s"] / result["train_s"]))
 
 
+def time_overlap():
+    big = {"n_layer": 4, "n_embd": 256, "bucket_mb": 1.0}
+    print("overlap (GPT n_layer 4, n_embd 256, 1 MB buckets, 2 ranks of 1 thread; median of "
+          "%d steps per run)" % (STEPS - WARMUP))
+    results = {0: [], 1: []}
+    with tempfile.TemporaryDirectory() as folder:
+        for overlap in (0, 1, 0, 1):
+            result = run_worker(["--worker", "steps", "--out", folder, "--extra",
+                                 json.dumps(dict(big, overlap=overlap))], 2, ONE_THREAD)
+            results[overlap].append(result)
+            print("  --overlap %d: %7.1f ms/step, communication %4.1f%% of training"
+                  % (overlap, 1000 * statistics.median(result["step_s"]),
+                     100 * result["comm_s"] / result["train_s"]))
+    medians = {k: statistics.median(t for r in v for t in r["step_s"]) for k, v in results.items()}
+    print("  median over both runs: --overlap 0 %.1f ms, --overlap 1 %.1f ms (ratio %.2f)"
+          % (1000 * medians[0], 1000 * medians[1], medians[0] / medians[1]))
+
+
 def time_allreduce():
     result = run_worker(["--worker", "allreduce"], 2, {})
     N, n = 2, 10 ** 7 * 4
@@ -139,7 +162,8 @@ def time_allreduce():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("steps", "allreduce", "both"), default="both")
+    parser.add_argument("--part", choices=("steps", "allreduce", "overlap", "both"),
+                        default="both")
     parser.add_argument("--worker", choices=("steps", "allreduce"))
     parser.add_argument("--out")
     parser.add_argument("--extra", default="{}")
@@ -153,6 +177,8 @@ def main():
         time_steps()
     if args.part in ("allreduce", "both"):
         time_allreduce()
+    if args.part == "overlap":
+        time_overlap()
 
 
 if __name__ == "__main__":
