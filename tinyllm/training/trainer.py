@@ -18,6 +18,10 @@ the optimizer's moments, the config, the tokenizer, the step, the random generat
 the loss history. A run resumed from it draws the same batches and dropout masks as the run
 that wrote it would have, so it produces the very same losses.
 
+Under ``mpiexec -n N`` the k micro-batches of a step are shared among N ranks (k / N each) and
+their gradients summed with an all-reduce: the same update as one process, up to the order of
+the additions (see ``tinyllm/distributed/run.py``). Only rank 0 prints, evaluates and saves.
+
 A loss or gradient norm that is NaN or infinite stops training at once (``TrainingDiverged``):
 the step is not applied and the last checkpoint, written from finite weights, is left alone.
 """
@@ -189,7 +193,8 @@ class Trainer:
     # ----- one step -----------------------------------------------------------------------
     def accumulate_gradients(self, batches):
         """Forward and backward over the micro-batches, adding (1/k) grad(loss_i) into the
-        parameters' .grad; returns the mean loss. A NaN/inf loss raises TrainingDiverged."""
+        parameters' .grad, k the micro-batches of all ranks; returns this rank's part of the
+        mean loss. A NaN/inf loss raises TrainingDiverged."""
         k = len(batches) * (1 if self.parallel is None else self.parallel.world_size)
         total = 0.0
         for i, batch in enumerate(batches):
