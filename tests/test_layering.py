@@ -14,7 +14,7 @@ LAYERS = [
     ["autograd"],
     ["ops", "gradcheck"],
     ["functional"],
-    ["nn", "optim"],
+    ["nn", "optim", "distributed"],
     ["models"],
     ["data", "training"],
     ["serving"],

@@ -68,6 +68,13 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "random seed"),
     ("--backend", "backend", str, "kernels: %s" % ", ".join(BACKENDS)),
     ("--out", "out", str, "output folder (checkpoint ckpt.npz, loss curve loss.png)"),
+    ("--zero", "zero", int, "1: ZeRO stage 1 under mpiexec, the optimizer state sharded "
+                            "over the ranks"),
+    ("--overlap", "overlap", int, "1: under mpiexec, start each gradient bucket's all-reduce "
+                                  "during backward"),
+    ("--bucket-mb", "bucket_mb", float, "under mpiexec, megabytes of gradients per all-reduce"),
+    ("--comm-timeout", "comm_timeout", float, "under mpiexec, seconds a rank waits for the "
+                                              "others before the job is ended"),
 ]
 DERIVED_DEFAULTS = {"warmup": "min(100, steps // 10)", "min_lr": "lr / 10",
                     "backend": "the current one, auto unless TINYLLM_BACKEND is set",
@@ -94,7 +101,8 @@ def add_train_parser(commands):
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                         help="continue a saved run (default checkpoint: OUT/ckpt.npz); only "
                              "--steps, --eval-every, --eval-batches, --sample-tokens, --backend "
-                             "may change")
+                             "and the mpiexec options (--zero, --overlap, --bucket-mb, "
+                             "--comm-timeout) may change")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an --out folder that holds a checkpoint, "
                              "replacing it (without it, such a run is refused)")
@@ -424,6 +432,7 @@ def build_parser():
 
 def main(argv=None):
     """Run the command of ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    from tinyllm import distributed
     from tinyllm.training import CheckpointError, TrainingDiverged
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -436,7 +445,13 @@ def main(argv=None):
         return args.handler(args)
     except (ValueError, OSError, CheckpointError, TrainingDiverged) as error:
         message = " ".join(str(error).split("\n"))
-        print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
+        if distributed.is_main_process():       # under mpiexec, rank 0 speaks for all
+            print("tinyllm %s: error: %s" % (args.command, message), file=sys.stderr)
+        distributed.abort_unless_all_failed(error, EXIT_ERROR)
+        return EXIT_ERROR
+    except distributed.CollectiveTimeout as error:
+        print("tinyllm %s: error: %s" % (args.command, error), file=sys.stderr)
+        distributed.abort_unless_all_failed(error, EXIT_ERROR)
         return EXIT_ERROR
     except KeyboardInterrupt as interrupt:      # 128 + the signal: 130 for Ctrl-C, 143 SIGTERM
         return 128 + getattr(interrupt, "signum", EXIT_INTERRUPTED - 128)

@@ -132,3 +132,5 @@ def backward(root_node, root_index, grad, retain_graph=False):
                     slots[out_index] = _accumulate(slots[out_index], g)
                 else:                   # a leaf tensor: gradients accumulate in .grad
                     edge.grad = _accumulate(edge.grad, g.copy() if edge.grad is None else g)
+                    for hook in getattr(edge, "_post_accumulate_grad_hooks", ()):
+                        hook(edge)

@@ -219,6 +219,16 @@ class Tensor:
         self.grad_fn.retained[self._output_index] = weakref.ref(self)
         return self
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` each time backward adds a gradient into this leaf's ``.grad``
+        (as PyTorch's method of this name; data-parallel training starts communicating a
+        gradient as soon as it is ready). Returns the hook."""
+        if self.grad_fn is not None or not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors that "
+                               "require grad accumulate gradients")
+        self.__dict__.setdefault("_post_accumulate_grad_hooks", []).append(hook)
+        return hook
+
     def detach(self):
         """The same values (shared memory) cut off from the graph: no gradient flows through."""
         t = Tensor._wrap(self.data)

@@ -64,6 +64,11 @@ class TrainConfig:
     seed: int = 1337
     backend: str = None             # numpy | numba | cuda | auto; None keeps the current one
     out: str = None                 # folder for the checkpoint and the loss plot; None: out/MODEL
+    # data parallel (mpiexec -n N tinyllm train ...; see tinyllm/distributed)
+    zero: int = 0                   # 1: ZeRO stage 1, the optimizer state sharded over ranks
+    overlap: int = 0                # 1: start each bucket's all-reduce during backward
+    bucket_mb: float = 25.0         # megabytes of gradients per all-reduce
+    comm_timeout: float = 300.0     # seconds a rank waits for the others in a collective
 
     def __post_init__(self):
         if self.out is None:
@@ -123,6 +128,12 @@ class TrainConfig:
         if self.backend is not None and self.backend not in BACKENDS:
             raise ValueError("unknown backend %r; choose one of %s"
                              % (self.backend, ", ".join(BACKENDS)))
+        for name in ("zero", "overlap"):
+            if getattr(self, name) not in (0, 1):
+                raise ValueError("%s must be 0 or 1, got %r" % (name, getattr(self, name)))
+        for name in ("bucket_mb", "comm_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError("%s must be positive, got %r" % (name, getattr(self, name)))
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError("seed must be a non-negative integer, got %r" % (self.seed,))
 

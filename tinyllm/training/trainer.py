@@ -18,6 +18,10 @@ the optimizer's moments, the config, the tokenizer, the step, the random generat
 the loss history. A run resumed from it draws the same batches and dropout masks as the run
 that wrote it would have, so it produces the very same losses.
 
+Under ``mpiexec -n N`` the k micro-batches of a step are shared among N ranks (k / N each) and
+their gradients summed with an all-reduce: the same update as one process, up to the order of
+the additions (see ``tinyllm/distributed/run.py``). Only rank 0 prints, evaluates and saves.
+
 A loss or gradient norm that is NaN or infinite stops training at once (``TrainingDiverged``):
 the step is not applied and the last checkpoint, written from finite weights, is left alone.
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tinyllm import random
+from tinyllm import distributed, random
 from tinyllm.kernels import compilation
 from tinyllm.kernels.backend import NO_GPU_MESSAGE, cuda_available, use_backend
 from tinyllm.nn.utils import clip_grad_norm_
@@ -53,7 +57,8 @@ PLOT_NAME = "loss.png"
 
 # Settings that may change when a run is resumed; any other change would make the saved
 # weights, optimizer state or data mean something else.
-RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batches", "sample_tokens", "backend", "out")
+RESUMABLE_CHANGES = ("steps", "eval_every", "eval_batches", "sample_tokens", "backend", "out",
+                     "zero", "overlap", "bucket_mb", "comm_timeout")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -154,6 +159,8 @@ class Trainer:
         self.plot_path = Path(config.out) / PLOT_NAME
         prepare_output_folder(config.out, self.log)
         checkpoint = None
+        if config.zero or distributed.launched_world_size() > 1:
+            distributed.check_launch(config)        # before anything is loaded or built
         if isinstance(resume, Checkpoint):
             checkpoint = resume
         elif resume:
@@ -181,6 +188,13 @@ class Trainer:
         self.session_steps = 0
         if checkpoint is not None:
             self._restore(checkpoint)
+        # Under mpiexec -n N: N data-parallel ranks (see tinyllm/distributed/run.py).
+        self.parallel = None
+        if distributed.launched_world_size() > 1:
+            self.parallel = distributed.DataParallelRun(config, self.model, self.optimizer,
+                                                        self.task)
+            if not self.parallel.is_main:                   # only rank 0 prints
+                self.log, self.progress = (lambda message: None), False
         self.scheduler = WarmupCosineLR(self.optimizer, config.warmup, config.steps,
                                         config.min_lr, last_epoch=self.step - 1)
 
@@ -198,26 +212,37 @@ class Trainer:
     # ----- one step -----------------------------------------------------------------------
     def accumulate_gradients(self, batches):
         """Forward and backward over the micro-batches, adding (1/k) grad(loss_i) into the
-        parameters' .grad; returns the mean loss. A NaN/inf loss raises TrainingDiverged."""
+        parameters' .grad, k the micro-batches of all ranks; returns this rank's part of the
+        mean loss. A NaN/inf loss raises TrainingDiverged."""
+        k = len(batches) * (1 if self.parallel is None else self.parallel.world_size)
         total = 0.0
-        for batch in batches:
+        for i, batch in enumerate(batches):
             loss = self.task.loss(self.model, batch)
             value = float(loss.data)
-            if not math.isfinite(value):
+            if not math.isfinite(value) and self.parallel is None:
                 self._diverged(self.step + 1, "the loss is %s" % value)
-            (loss / len(batches)).backward()
-            total += value / len(batches)
+            if self.parallel is not None and i == len(batches) - 1:
+                self.parallel.ddp.prepare_overlap()
+            (loss / k).backward()
+            total += value / k
         return total
 
     def train_step(self):
         """One optimizer update (see the module docstring); returns (loss, grad norm)."""
         batches = [self.task.train_batch() for _ in range(self.config.grad_accum)]
+        if self.parallel is not None:               # every rank drew all; each keeps its own
+            batches = self.parallel.shard(batches)
         loss = self.accumulate_gradients(batches)
+        if self.parallel is not None:               # sums over the ranks
+            self.parallel.ddp.reduce_gradients(average=False)
+            loss = self.parallel.comm.allreduce_scalar(loss)
+            if not math.isfinite(loss):
+                self._diverged(self.step + 1, "the loss is %s" % loss)
         max_norm = self.config.clip if self.config.clip > 0 else math.inf
         norm = float(clip_grad_norm_(self.model.parameters(), max_norm).data)
         if not math.isfinite(norm):
             self._diverged(self.step + 1, "the gradient norm is %s" % norm)
-        self.optimizer.step()
+        self.updater().step()
         self.optimizer.zero_grad()
         self.step += 1
         self.history["step"].append(self.step)
@@ -245,6 +270,15 @@ class Trainer:
             return mean_loss(lambda batch: self.task.loss(self.model, batch),
                              self.task.val_batches())
 
+    def updater(self):
+        """What steps the weights: the optimizer, or under --zero 1 its ZeRO wrapper."""
+        return self.optimizer if self.parallel is None else self.parallel.optimizer
+
+    @property
+    def is_main(self):
+        """True in the process that evaluates, prints and writes checkpoints (rank 0)."""
+        return self.parallel is None or self.parallel.is_main
+
     def record_evaluation(self):
         val_loss = self.evaluate()
         if not math.isfinite(val_loss):
@@ -259,7 +293,7 @@ class Trainer:
             self._diverged(self.step, "some weights became NaN or infinite")
         save_checkpoint(self.checkpoint_path, self.model, self.task.model_type,
                         self.task.model_args(), tokenizer=self.tokenizer,
-                        optimizer=self.optimizer, config=self.config.to_dict(), step=self.step,
+                        optimizer=self.updater(), config=self.config.to_dict(), step=self.step,
                         rng_state=random.get_rng_state(), history=self.history)
         self.checkpoint_step = self.step
 
@@ -275,7 +309,7 @@ class Trainer:
         self.log(self.describe())
         with backend_context(self.config.backend), self._reporting_compilation():
             samples = {"before": self._print_sample()}
-            if self.step == 0:
+            if self.step == 0 and self.is_main:
                 self.log("step 0: val loss %.4f" % self.record_evaluation())
             try:
                 with self._stopping_on_signals():
@@ -286,10 +320,10 @@ class Trainer:
                 self.log("interrupted at step %d; %s" % (self.step, self._resume_hint()))
                 raise
             finally:                                # the curve so far, even after a failure
-                if self.history["step"] or self.history["val_step"]:
+                if (self.history["step"] or self.history["val_step"]) and self.is_main:
                     plot_losses(self.history, self.plot_path, title=self._title())
             samples["after"] = self._print_sample()
-            metrics = self.task.evaluate(self.model)
+            metrics = self.task.evaluate(self.model) if self.is_main else {}
             self.log("held-out metrics at step %d: %s" % (self.step, format_metrics(metrics)))
         result = self._result(samples, metrics)
         self.log("done: step %d, train loss %.4f, val loss %.4f, %.0f tokens/s; checkpoint %s, "
@@ -308,7 +342,7 @@ class Trainer:
 
     def _print_sample(self):
         """Log the sample text at the current step and return it (None when turned off)."""
-        if not self.config.sample_tokens:
+        if not self.config.sample_tokens or not self.is_main:
             return None
         text = self.sample()
         self.log("---- sample at step %d ----\n%s\n----" % (self.step, text))
@@ -343,7 +377,12 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss="%.4f" % loss, tok_s="%.0f" % tokens_per_sec,
                                 lr="%.2e" % self.history["lr"][-1])
-                if self.step % c.eval_every == 0 or self.step == c.steps:
+                if self.parallel is not None and self.session_steps == 1:
+                    self.parallel.report_optimizer_memory(self.log)
+                checkpoint_due = self.step % c.eval_every == 0 or self.step == c.steps
+                if checkpoint_due and self.parallel is not None:
+                    self.parallel.prepare_checkpoint()          # ZeRO: gather the state
+                if checkpoint_due and self.is_main:
                     val_loss = self.record_evaluation()
                     self.save()
                     self.log("step %d: train loss %.4f, val loss %.4f, lr %.2e, %.0f tokens/s; "
