@@ -155,7 +155,8 @@ class Scheduler:
 
     max_batch_size: the most GenerationJobs in one forward pass (1: one request at a time).
     next_token_logits(model, contexts) -> (B, V): the model call of one step.
-    ``steps`` counts forward passes and ``largest_batch`` the most jobs one of them held.
+    ``steps`` counts forward passes, ``largest_batch`` the most jobs one of them held and
+    ``stopped`` the jobs ended early (cancelled or past their time limit).
     """
 
     def __init__(self, model, max_batch_size=16, next_token_logits=gpt_next_token_logits):
@@ -166,7 +167,7 @@ class Scheduler:
         self.next_token_logits = next_token_logits
         self.block_size = getattr(getattr(model, "config", None), "block_size", None)
         self.waiting, self.active = deque(), []
-        self.steps, self.largest_batch = 0, 0
+        self.steps, self.largest_batch, self.stopped = 0, 0, 0
         self._condition = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="tinyllm-scheduler", daemon=True)
@@ -216,10 +217,14 @@ class Scheduler:
     def _run_alone(self, job):
         reason = job.stop_reason()
         if reason is not None:
+            self.stopped += 1
             job.finish(error=GenerationStopped(reason))
             return
         try:
             job.finish(result=job.work(job.stop_reason))
+        except GenerationStopped as error:
+            self.stopped += 1
+            job.finish(error=error)
         except Exception as error:          # the request's thread answers with it
             job.finish(error=error)
 
@@ -227,10 +232,13 @@ class Scheduler:
         """One token for every active job, from one forward pass."""
         for job in list(self.active):
             reason = job.stop_reason()
-            if reason is not None or job.has_all_tokens:
+            if reason is not None:
                 self.active.remove(job)
-                job.finish(result=job.new_ids,
-                           error=None if reason is None else GenerationStopped(reason))
+                self.stopped += 1
+                job.finish(error=GenerationStopped(reason))
+            elif job.has_all_tokens:                # max_new_tokens=0
+                self.active.remove(job)
+                job.finish(result=job.new_ids)
         if not self.active:
             return
         try:

@@ -453,6 +453,8 @@ class Handler(BaseHTTPRequestHandler):
         json_status, body = to_json(payload)
         if json_status == 500:
             status, self.close_connection = 500, True
+        if self.request_version == "HTTP/0.9":     # that version has no headers: always send
+            self.request_version = "HTTP/1.0"     # the status line and headers
         try:
             self.connection.settimeout(self.server.limits.read_timeout)
             self.send_response(status)
@@ -490,6 +492,8 @@ class ModelServer(HTTPServer):
         self.connections = queue.Queue(maxsize=self.limits.queue_size)
         self.refused = []                   # (socket, time to close it) of 503 replies
         self.stopping = threading.Event()
+        self.busy_workers = 0               # workers serving a connection now
+        self._busy_lock = threading.Lock()
         super().__init__((host, port), Handler)
         self.workers = [threading.Thread(target=self._work, name="tinyllm-worker-%d" % i,
                                          daemon=True) for i in range(self.limits.workers)]
@@ -510,12 +514,16 @@ class ModelServer(HTTPServer):
                 request, client_address = self.connections.get(timeout=0.5)
             except queue.Empty:
                 continue
+            with self._busy_lock:
+                self.busy_workers += 1
             try:
                 self.finish_request(request, client_address)
             except Exception:
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+                with self._busy_lock:
+                    self.busy_workers -= 1
 
     def _refuse(self, sock, client_address):
         """503 with Retry-After, written without blocking the accepting thread. The socket is
