@@ -15,7 +15,7 @@ import tinyllm
 from tinyllm.data import CharTokenizer
 from tinyllm.models import GPT, GPTConfig, LSTMClassifier, sampling
 from tinyllm.training import save_checkpoint
-from tinyllm.serving.inference import GenerationOptions, complete
+from tinyllm.serving.inference import GenerationOptions, GenerationStopped, complete
 from tinyllm.serving.scheduler import GenerationJob, Scheduler, gpt_next_token_logits
 from tinyllm.serving.serve import ServerLimits, make_server, parse_json, to_json
 
@@ -391,3 +391,37 @@ def test_server_limits_are_checked(checkpoints):
         make_server(checkpoints / "gpt.npz", port=0, limits=ServerLimits(workers=0))
     with pytest.raises(ValueError, match="read_timeout must be a number of seconds > 0"):
         make_server(checkpoints / "gpt.npz", port=0, limits=ServerLimits(read_timeout=0))
+
+
+@pytest.mark.parametrize("beam", [None, 4])
+def test_complete_stops_when_stop_gives_a_reason(model, beam):
+    tokenizer = CharTokenizer.from_text("abcdefghij\n")
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return "enough" if len(asked) > 3 else None
+
+    with pytest.raises(GenerationStopped, match="enough"):
+        complete(model, "gpt", tokenizer, "abc", GenerationOptions(max_new_tokens=50, beam=beam),
+                 stop=stop)
+    assert len(asked) == 4                  # asked before each model call, stopped at once
+
+
+def test_the_serve_options_reach_the_server(checkpoints, monkeypatch, capsys):
+    from tinyllm.cli import build_parser
+    from tinyllm.serving import serve as serve_module
+    seen = {}
+
+    def serve_forever(self, poll_interval=0.5):
+        seen["limits"] = self.limits
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve_module.ModelServer, "serve_forever", serve_forever)
+    args = build_parser().parse_args(
+        ["serve", "--checkpoint", str(checkpoints / "gpt.npz"), "--port", "0", "--quiet",
+         "--workers", "3", "--queue-size", "5", "--read-timeout", "2.5",
+         "--max-request-seconds", "7", "--no-batching"])
+    assert args.handler(args) == 0
+    assert seen["limits"] == ServerLimits(workers=3, queue_size=5, read_timeout=2.5,
+                                          max_request_seconds=7.0, max_batch_size=1)

@@ -24,6 +24,9 @@ beams already form a batch of their own), models other than GPT (an LSTM carries
 request; seq2seq and mlm models decode differently) and classifier predictions. The active
 batch waits meanwhile. Solo generation checks ``stop`` between tokens too (see
 ``inference.complete``), so an abandoned beam search stops at its next token.
+
+Each step runs under ``no_grad`` and ``evaluating(model)``. tinyllm's grad mode is one flag for
+the whole process, not one per thread: train in another process than the one that serves.
 """
 
 import threading
