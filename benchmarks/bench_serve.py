@@ -19,7 +19,8 @@ sending when ``--max-seconds`` have passed (the figures then say how many reques
 
 Printed per server: throughput (new tokens of all requests / the wall time from the first
 request to the last reply), the latency of short requests (median p50 and p99, and of long
-ones), and the ratios batched / one at a time.
+ones), and the ratios batched / one at a time. Before the load, 128 clients send GET /health
+at the same moment to the batched server (the listen backlog's test).
 
 The server runs with ``--threads`` BLAS and Numba threads (default 1: on a machine shared with
 other work, a BLAS product split over 2 threads waits for whichever is descheduled, and one
@@ -125,6 +126,33 @@ def run_load(port, clients, max_seconds):
     return time.perf_counter() - start, tokens[0], latencies, failures[0]
 
 
+def health_burst(port, clients=128):
+    """``clients`` threads open a connection each at the same moment and GET /health: the
+    latencies (s). A listen backlog too small for the burst drops connections, whose clients
+    retry after the kernel's 1 s SYN timeout."""
+    barrier = threading.Barrier(clients)
+    latencies, lock = [], threading.Lock()
+
+    def client():
+        barrier.wait()
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("GET", "/health")
+            ok = connection.getresponse().status == 200
+        finally:
+            connection.close()
+        with lock:
+            latencies.append(time.perf_counter() - start if ok else float("inf"))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
 def percentile(values, q):
     values = sorted(values)
     if not values:
@@ -132,7 +160,7 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def measure(checkpoint, max_batch, clients, max_seconds, threads):
+def measure(checkpoint, max_batch, clients, max_seconds, threads, burst=False):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads))
@@ -143,6 +171,13 @@ def measure(checkpoint, max_batch, clients, max_seconds, threads):
         port = int(server.stdout.readline())
         for tokens in (LONG_TOKENS, 1):            # warm-up: compile, fill the caches
             post(port, {"prompt": "def ", "max_new_tokens": tokens, "seed": 0})
+        if burst:
+            latencies = health_burst(port)
+            answered = [t for t in latencies if t != float("inf")]
+            print("a burst of %d GET /health at once: p50 %.3f s, p99 %.3f s, max %.3f s; "
+                  "%d not answered 200" % (len(latencies), percentile(answered, 50),
+                                           percentile(answered, 99), max(answered),
+                                           len(latencies) - len(answered)), flush=True)
         return run_load(port, clients, max_seconds)
     finally:
         server.terminate()
@@ -176,7 +211,8 @@ def main():
         for name, max_batch in (("batched (--max-batch 16)", 16),
                                 ("one at a time (--no-batching)", 1)):
             wall, tokens, latencies, failures = measure(checkpoint, max_batch, clients,
-                                                        args.max_seconds, args.threads)
+                                                        args.max_seconds, args.threads,
+                                                        burst=max_batch > 1)
             results[name] = (tokens / wall, percentile(latencies["short"], 50),
                              percentile(latencies["short"], 99))
             print("%-30s %6.1f s  %5d tokens  %7.1f tokens/s   short p50 %6.3f s  p99 %6.3f s"

@@ -270,9 +270,9 @@ def add_serve_parser(commands):
     parser.add_argument("--backend", choices=BACKENDS, default=None)
     parser.add_argument("--workers", type=int, default=32,
                         help="threads that read requests and write replies (default: 32)")
-    parser.add_argument("--queue-size", type=int, default=64,
+    parser.add_argument("--queue-size", type=int, default=256,
                         help="connections that may wait for a worker; more get 503 "
-                             "(default: 64)")
+                             "(default: 256)")
     parser.add_argument("--read-timeout", type=float, default=10.0,
                         help="seconds for a whole request to arrive, else 408 (default: 10)")
     parser.add_argument("--max-request-seconds", type=float, default=300.0,

@@ -80,7 +80,7 @@ GENERATE_FIELDS = {
 class ServerLimits:
     """The numbers that keep one server fair to all its clients (see the module docstring)."""
     workers: int = 32                   # threads that read requests and write replies
-    queue_size: int = 64                # accepted connections waiting for a worker
+    queue_size: int = 256               # accepted connections waiting for a worker
     read_timeout: float = 10.0          # seconds for a whole request to arrive (and a reply
                                         # to be taken)
     max_request_seconds: float = 300.0  # seconds one request may wait for and use the model
