@@ -261,7 +261,13 @@ endpoints:
                   -> {"completion": "..."} (and "notice" when the prompt was cropped)
                   (gpt and lstm continue the prompt; seq2seq decodes it; mlm fills <mask>)
   POST /predict   {"text": "..."} -> {"probability": ...}   (classifier checkpoints)
-Errors come back as {"error": "..."} with status 400, 404, 405, 411, 413 or 422.
+Errors come back as {"error": "..."} with status 400, 404, 405 (with Allow), 408, 411, 413,
+422, 503 (busy: Retry-After; or past --max-request-seconds) or 500.
+
+under load: GPT requests share one forward pass per token (continuous batching, up to
+--max-batch requests; beam search and other model types run alone between steps); a request
+whose client disconnects is cancelled; --workers threads read requests, --queue-size more
+connections wait, and any beyond get 503; a whole request must arrive within --read-timeout.
 
 example:
   curl -s http://127.0.0.1:8000/generate -d '{"prompt": "The for statement", "seed": 0}'
@@ -280,24 +286,44 @@ def add_serve_parser(commands):
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     parser.add_argument("--backend", choices=BACKENDS, default=None)
     add_checkpoint_limit(parser)
+    parser.add_argument("--workers", type=int, default=32,
+                        help="threads that read requests and write replies (default: 32)")
+    parser.add_argument("--queue-size", type=int, default=256,
+                        help="connections that may wait for a worker; more get 503 "
+                             "(default: 256)")
+    parser.add_argument("--read-timeout", type=float, default=10.0,
+                        help="seconds for a whole request to arrive, else 408 (default: 10)")
+    parser.add_argument("--max-request-seconds", type=float, default=300.0,
+                        help="seconds one request may wait for and use the model, else 503 "
+                             "(default: 300)")
+    parser.add_argument("--max-batch", type=int, default=16,
+                        help="GPT requests in one forward pass (default: 16)")
+    parser.add_argument("--no-batching", action="store_true",
+                        help="one request at a time, in order of arrival (--max-batch 1)")
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args):
     from tinyllm.training.trainer import backend_context
-    from tinyllm.serving.serve import ModelService, make_server
+    from tinyllm.serving.serve import ModelService, ServerLimits, make_server
     from tinyllm.training import load_model
     if not 0 <= args.port <= 65535:
         raise ValueError("--port must lie in [0, 65535], got %d" % args.port)
+    limits = ServerLimits(workers=args.workers, queue_size=args.queue_size,
+                          read_timeout=args.read_timeout,
+                          max_request_seconds=args.max_request_seconds,
+                          max_batch_size=1 if args.no_batching else args.max_batch).validate()
     model, checkpoint = load_model(args.checkpoint, max_bytes=args.max_checkpoint_bytes)
     if checkpoint.tokenizer is None:
         raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read text"
                          % checkpoint.path)
+    service = ModelService(model, checkpoint, limits.max_batch_size, limits.max_request_seconds)
     try:
-        server = make_server(ModelService(model, checkpoint), args.host, args.port,
-                             verbose=not args.quiet)
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
+        server = make_server(service, args.host, args.port, verbose=not args.quiet,
+                             limits=limits)
+    except BaseException as error:
+        service.close()
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             raise OSError("port %d on %s is in use; choose another with --port (--port 0: "
                           "any free port)" % (args.port, args.host)) from None
         raise

@@ -8,6 +8,7 @@ Serving sits above ``training``: it loads the checkpoints that training writes.
 """
 
 from tinyllm.serving.inference import GenerationOptions, PromptError, complete, predict
-from tinyllm.serving.serve import make_server
+from tinyllm.serving.serve import ServerLimits, make_server
 
-__all__ = ["GenerationOptions", "PromptError", "complete", "predict", "make_server"]
+__all__ = ["GenerationOptions", "PromptError", "complete", "predict", "make_server",
+           "ServerLimits"]

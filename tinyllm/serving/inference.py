@@ -35,6 +35,35 @@ class PromptError(ValueError):
     """A prompt or text that the model cannot read."""
 
 
+class GenerationStopped(Exception):
+    """Generation stopped before its end (the client went away, a time limit); the message
+    says why."""
+
+
+class StoppableStepper:
+    """A stepper (``sampling``) that asks ``stop()`` before every model call and raises
+    ``GenerationStopped(reason)`` when it returns a reason (a string) instead of None."""
+
+    def __init__(self, stepper, stop):
+        self.stepper, self.stop = stepper, stop
+
+    def _check(self):
+        reason = self.stop()
+        if reason is not None:
+            raise GenerationStopped(reason)
+
+    def start(self, ids):
+        self._check()
+        return self.stepper.start(ids)
+
+    def advance(self, next_ids):
+        self._check()
+        return self.stepper.advance(next_ids)
+
+    def reorder(self, rows):
+        self.stepper.reorder(rows)
+
+
 @dataclass
 class GenerationOptions:
     """How to decode: see ``tinyllm.models.sampling``. ``beam`` (a beam size) selects beam
@@ -108,18 +137,21 @@ def encode_prompt(tokenizer, text, allowed_special=()):
     return tokenizer.encode(text, allowed_special=set(allowed_special))
 
 
-def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, notice=None):
+def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, notice=None,
+             stop=None):
     """The model's output for ``prompt`` (see the module docstring), as a string.
 
     For language models the string is the continuation only (the prompt not repeated).
     on_text(piece) receives the output as it is produced (token by token when sampling; at
     once for beam search and the other model types). notice(message) receives remarks such
-    as the cropping of a long prompt.
+    as the cropping of a long prompt. stop(), for gpt and lstm models, is asked before every
+    model call: a reason (a string) instead of None ends generation with
+    ``GenerationStopped(reason)`` (the server's cancellation when a client goes away).
     """
     options = (options or GenerationOptions()).validate()
     notice = notice or (lambda message: None)
     if model_type in LANGUAGE_MODELS:
-        text = _continue(model, model_type, tokenizer, prompt, options, on_text, notice)
+        text = _continue(model, model_type, tokenizer, prompt, options, on_text, notice, stop)
         return text
     if model_type == "seq2seq":
         text = _translate(model, tokenizer, prompt, options)
@@ -133,35 +165,45 @@ def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, n
     return text
 
 
-def _continue(model, model_type, tokenizer, prompt, options, on_text, notice):
+def _continue(model, model_type, tokenizer, prompt, options, on_text, notice, stop=None):
     ids = encode_prompt(tokenizer, prompt)
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     if model_type == "gpt" and len(ids) > block_size:
-        notice("the prompt is %d tokens long, longer than the model's context of %d: the model "
-               "reads only its last %d tokens" % (len(ids), block_size, block_size))
+        notice(long_prompt_notice(len(ids), block_size))
+    stepper = sampling.stepper_for(model)
+    if stop is not None:
+        stepper = StoppableStepper(stepper, stop)
     if options.beam is not None:
-        new = sampling.beam_search(model, ids, options.max_new_tokens, beam_size=options.beam,
-                                   repetition_penalty=options.repetition_penalty)
+        with evaluating(model):
+            new = sampling.beam_search_tokens(stepper, ids, options.max_new_tokens,
+                                              beam_size=options.beam,
+                                              repetition_penalty=options.repetition_penalty)
         text = tokenizer.decode(new)
         if on_text is not None:
             on_text(text)
         return text
     stream = sampling.TextStream(tokenizer)
-    pieces = []
 
-    def on_token(token_id):
-        piece = stream.feed(token_id)
-        pieces.append(piece)
+    def on_token(next_ids):
+        piece = stream.feed(int(next_ids[0]))
         if on_text is not None and piece:
             on_text(piece)
 
-    new = sampling.generate(model, ids, options.max_new_tokens, options.temperature,
-                            options.top_k, options.top_p, options.repetition_penalty,
-                            seed=options.seed, on_token=on_token)
+    with evaluating(model):
+        out = sampling.generate_tokens(stepper, np.array([ids], dtype=np.int64),
+                                       options.max_new_tokens, options.temperature,
+                                       options.top_k, options.top_p, options.repetition_penalty,
+                                       np.random.default_rng(options.seed), on_token)
     tail = stream.flush()
     if on_text is not None and tail:
         on_text(tail)
-    return tokenizer.decode(new)
+    return tokenizer.decode(out[0, len(ids):].tolist())
+
+
+def long_prompt_notice(length, block_size):
+    """What a GPT prompt longer than its context gets told."""
+    return ("the prompt is %d tokens long, longer than the model's context of %d: the model "
+            "reads only its last %d tokens" % (length, block_size, block_size))
 
 
 def _translate(model, tokenizer, prompt, options):
