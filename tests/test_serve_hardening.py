@@ -35,9 +35,7 @@ def checkpoints(tmp_path_factory):
     labelled = CharTokenizer.from_text(TEXT, special_tokens=["<pad>"])
     classifier_args = dict(vocab_size=labelled.vocab_size, embedding_dim=8, hidden_size=8,
                            num_classes=1, padding_idx=labelled.special_tokens["<pad>"])
-    broken = LSTMClassifier(**classifier_args)
-    for parameter in broken.parameters():
-        parameter.data[...] = np.nan                    # a model that answers NaN
+    broken = LSTMClassifier(**classifier_args)        # its weights become NaN once served
     save_checkpoint(folder / "nan_classifier.npz", broken, "lstm_classifier", classifier_args,
                     tokenizer=labelled)
     return folder
@@ -223,6 +221,8 @@ def test_the_largest_64_bit_integer_is_read():
 def test_a_reply_never_holds_nan(serve):
     assert to_json({"p": float("nan")})[0] == 500
     server = serve("nan_classifier")
+    for parameter in server.service.model.parameters():    # the loader refuses NaN weights,
+        parameter.data[...] = np.nan                       # so a model that answers NaN is made here
     status, _, body = request(server, "POST", "/predict", b'{"text": "hello"}')
     assert status == 500 and b"NaN" not in body.replace(b"(NaN or infinity)", b"")
     assert "not finite" in json.loads(body)["error"]
