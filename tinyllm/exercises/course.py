@@ -32,7 +32,8 @@ STATE_FILE = ".tinyllm-course.json"     # beside mytl/: hints seen, steps on the
 # The steps in the order they are taught: the modules of tinyllm/exercises/steps/.
 STEP_ORDER = ("autograd", "elementwise", "tensor_ops", "losses", "optim", "mlp", "embedding",
               "attention", "lstm", "gpt", "bpe", "decoding", "pretraining", "kernels",
-              "evaluation", "training", "errata")
+              "evaluation", "training", "errata",
+              "posttraining")
 
 
 class UsageError(Exception):

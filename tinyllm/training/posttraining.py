@@ -405,14 +405,14 @@ class PostTrainConfig:
     out: str = None                 # None: out/sft or out/dpo
     steps: int = None               # None: 150 for sft, 60 for dpo
     batch_size: int = 8             # questions (sft) or pairs (dpo) per step
-    lr: float = None                # None: 1e-3 for sft, 1e-4 for dpo
+    lr: float = None                # None: 2e-3 for sft, 1e-4 for dpo
     beta: float = 0.1               # DPO's beta: the strength of the pull back to the reference
     held_out_fraction: float = 0.2
     max_answer_chars: int = 80      # first sentences are cut at a word to this length
     seed: int = 1337
     backend: str = None
     # the brief pre-training when there is no init_from
-    pretrain_steps: int = 300
+    pretrain_steps: int = 200
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 64
@@ -426,7 +426,7 @@ class PostTrainConfig:
         if self.steps is None:
             self.steps = 150 if self.task == "sft" else 60
         if self.lr is None:
-            self.lr = 1e-3 if self.task == "sft" else 1e-4
+            self.lr = 2e-3 if self.task == "sft" else 1e-4
         for name in ("steps", "batch_size", "max_answer_chars", "pretrain_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
