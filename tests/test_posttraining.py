@@ -253,7 +253,7 @@ def test_dpo_steps_lower_the_loss_on_the_pairs_they_train_on(tokenizer):
         w, l = P.pair_log_probs(model, tokenizer, pairs)
         return P.dpo_loss(w, l, ref[0], ref[1], beta=0.1)
 
-    losses = P._optimize(model, config, loss_of, lambda: None, quiet)
+    losses = P.fine_tune(model, config, loss_of, lambda: None, quiet)
     assert losses[0] == pytest.approx(math.log(2), abs=1e-5)
     assert losses[-1] < losses[0]
 

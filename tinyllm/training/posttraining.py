@@ -67,7 +67,7 @@ from tinyllm.nn.utils import clip_grad_norm_
 from tinyllm.optim.lr_scheduler import WarmupCosineLR
 from tinyllm.training.checkpoint import CHECKPOINT_NAME, load_model, save_checkpoint
 from tinyllm.training.config import TrainConfig
-from tinyllm.training.trainer import configure_optimizer, train
+from tinyllm.training.trainer import backend_context, train
 
 USER = "<|user|>\n"
 ASSISTANT = "\n<|assistant|>\n"
@@ -505,11 +505,13 @@ def demo_examples(config, tokenizer, block_size):
     return split_examples(examples, config.held_out_fraction, seed=0)
 
 
-def _optimize(model, config, loss_of_batch, draw_batch, log):
-    """AdamW (nanoGPT's groups, weight decay 0), warm-up + cosine, clipping at 1; returns the
-    training losses."""
-    optimizer = configure_optimizer(model, TrainConfig(lr=config.lr, weight_decay=0.0,
-                                                       steps=config.steps))
+def fine_tune(model, config, loss_of_batch, draw_batch, log):
+    """``config.steps`` updates of ``model``: loss = loss_of_batch(draw_batch()), backward,
+    gradient norm clipped at 1, AdamW (lr ``config.lr``, no weight decay: a short fine-tune
+    should not shrink the pre-trained weights), warm-up over a tenth of the steps and cosine
+    decay to lr / 10. Returns the training losses."""
+    optimizer = model.configure_optimizers(weight_decay=0.0, learning_rate=config.lr,
+                                           betas=(0.9, 0.99))
     scheduler = WarmupCosineLR(optimizer, config.steps // 10, config.steps, config.lr / 10)
     losses = []
     model.train()
@@ -535,16 +537,11 @@ def _save(config, model, model_args, tokenizer, base_config, metrics):
     return path
 
 
-def _backend(config):
-    from tinyllm.training.trainer import backend_context
-    return backend_context(config.backend)
-
-
 def run_sft(config=None, log=print, **settings):
     """Supervised fine-tuning on the pydoc questions; prints and returns the held-out
     metrics before and after (``PostTrainResult``) and writes OUT/ckpt.npz."""
     config = replace(config or PostTrainConfig(task="sft"), **settings)
-    with _backend(config):
+    with backend_context(config.backend):
         model, model_args, tokenizer, base_config = load_or_pretrain(config, log)
         train_examples, held_out = demo_examples(config, tokenizer, model_args["block_size"])
         log("SFT on %d questions, %d held out; template:\n%s"
@@ -558,7 +555,7 @@ def run_sft(config=None, log=print, **settings):
             rows = rng.integers(0, len(train_examples), config.batch_size)
             return sft_batch(tokenizer, [train_examples[i] for i in rows])
 
-        losses = _optimize(model, config, lambda batch: sft_loss(model, *batch), draw, log)
+        losses = fine_tune(model, config, lambda batch: sft_loss(model, *batch), draw, log)
         after = answer_metrics(model, tokenizer, held_out)
         log("held-out after SFT:  %s" % format_metrics(after))
         for e in held_out[:3]:
@@ -586,7 +583,7 @@ def run_dpo(config=None, log=print, **settings):
                                     block_size=config.block_size,
                                     pretrain_steps=config.pretrain_steps), log)
         config = replace(config, init_from=str(sft_out / CHECKPOINT_NAME))
-    with _backend(config):
+    with backend_context(config.backend):
         model, model_args, tokenizer, base_config = load_or_pretrain(config, log)
         reference, _ = load_model(config.init_from)         # frozen: never given to an optimizer
         for p in reference.parameters():
@@ -610,7 +607,7 @@ def run_dpo(config=None, log=print, **settings):
             return dpo_loss(chosen, rejected, ref_train[0][rows], ref_train[1][rows],
                             beta=config.beta)
 
-        losses = _optimize(model, config, loss_of, draw, log)
+        losses = fine_tune(model, config, loss_of, draw, log)
         after = preference_metrics(model, tokenizer, held_out_pairs, ref_held_out, config.beta)
         train_metrics = preference_metrics(model, tokenizer, train_pairs, ref_train, config.beta)
         log("held-out after DPO:  %s" % format_metrics(after))
