@@ -97,8 +97,10 @@ def add_train_parser(commands):
     parser.add_argument("--task", choices=("lm", "sft", "dpo"), default="lm",
                         help="lm: train --model from scratch (default); sft: fine-tune a GPT "
                              "to answer questions on a chat template (out/sft/); dpo: direct "
-                             "preference optimisation of the SFT model (out/dpo/); see "
-                             "tinyllm/training/posttraining.py")
+                             "preference optimisation of the SFT model (out/dpo/). sft and dpo "
+                             "take --steps, --lr, --batch-size, --seed, --out, --backend (their "
+                             "own defaults: tinyllm/training/posttraining.py) and, for the brief "
+                             "pre-training when there is no --init-from, the model sizes")
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="sft/dpo: the GPT checkpoint to start from (default: sft "
                              "pre-trains a small GPT briefly; dpo uses out/sft/ckpt.npz)")
