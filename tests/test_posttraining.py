@@ -265,9 +265,22 @@ def test_cli_rejects_options_that_do_not_apply_to_post_training(capsys):
     assert "--init-from and --beta belong to --task sft or --task dpo" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_sft_from_a_checkpoint(base_checkpoint, tmp_path, capsys):
     assert main(["train", "--task", "sft", "--init-from", str(base_checkpoint), "--steps", "2",
                  "--batch-size", "2", "--out", str(tmp_path / "sft")]) == 0
     out = capsys.readouterr().out
     assert "held-out before SFT: exact_match" in out and "held-out after SFT:" in out
     assert (tmp_path / "sft" / "ckpt.npz").exists()
+
+
+@pytest.mark.slow
+def test_sft_without_init_from_pretrains_first_and_dpo_finds_the_sft_checkpoint(tmp_path):
+    sizes = dict(n_layer=1, n_head=2, n_embd=16, block_size=128, pretrain_steps=2)
+    sft = P.run_sft(out=str(tmp_path / "sft"), steps=2, batch_size=2, log=quiet, **sizes)
+    assert (tmp_path / "sft" / "pretrained" / "ckpt.npz").exists()
+    assert sft.model.config.block_size == 128 and sft.model.config.n_embd == 16
+    messages = []
+    dpo = P.run_dpo(out=str(tmp_path / "dpo"), steps=2, batch_size=2, log=messages.append)
+    assert any(str(tmp_path / "sft" / "ckpt.npz") in m for m in messages)
+    assert dpo.checkpoint_path == tmp_path / "dpo" / "ckpt.npz"

@@ -109,8 +109,9 @@ def first_sentence(entry):
     """The first sentence of a pydoc topic's text, on one line.
 
     The text starts with a title underlined by "*"; the first paragraph after it that is prose
-    (not a title underlined by "=", "New in version ..." or an indented block) is taken, its whitespace joined, and
-    cut after the first ". " (a sentence may also end in ":" before a code block).
+    (not a title underlined by "=", "New in version ..." or an indented block) is taken, its
+    whitespace joined, and cut after the first ". " (a sentence may also end in ":" before a
+    code block).
     """
     paragraphs = [p for p in re.split(r"\n\s*\n", entry) if p.strip()]
     for paragraph in paragraphs[1:]:
@@ -342,7 +343,6 @@ def answer_metrics(model, tokenizer, examples, batch_size=16, generate=True):
     with evaluating(model), no_grad():
         for i in range(0, len(examples), batch_size):
             inputs, targets = sft_batch(tokenizer, examples[i:i + batch_size])
-            B, T = targets.shape
             logits = answer_logits(model, inputs, targets)
             answer = targets != IGNORE_INDEX
             correct_tokens += int((logits.data.argmax(-1)[answer] == targets[answer]).sum())
@@ -368,7 +368,8 @@ def preference_metrics(model, tokenizer, pairs, reference_logps, beta, batch_siz
     dpo_loss              mean -log sigmoid(z)  (log 2 = 0.6931 when pi = ref)
     preference_accuracy   fraction with r(y_w) > r(y_l), i.e. z > 0  (0 when pi = ref)
     reward_margin         mean r(y_w) - r(y_l)
-    chosen_more_likely    fraction with log pi(y_w|x) > log pi(y_l|x)
+    chosen_more_likely    fraction with log pi(y_w|x) > log pi(y_l|x) (sums over tokens: the
+                          shorter answer has an advantage that the reward's ratio cancels)
     """
     chosen, rejected = score_pairs(model, tokenizer, pairs, batch_size)
     ref_chosen, ref_rejected = reference_logps
