@@ -263,6 +263,8 @@ def test_cli_rejects_options_that_do_not_apply_to_post_training(capsys):
     assert "--task sft does not use --dropout" in capsys.readouterr().err
     assert main(["train", "--init-from", "x.npz"]) == 2
     assert "--init-from and --beta belong to --task sft or --task dpo" in capsys.readouterr().err
+    assert main(["train", "--task", "dpo", "--resume"]) == 2
+    assert "--task dpo cannot --resume" in capsys.readouterr().err
 
 
 @pytest.mark.slow
