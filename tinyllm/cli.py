@@ -107,6 +107,18 @@ def add_train_parser(commands):
                         help="start a new run in an --out folder that holds a checkpoint, "
                              "replacing it (without it, such a run is refused)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--task", choices=("lm", "sft", "dpo"), default="lm",
+                        help="lm: train --model from scratch (default); sft: fine-tune a GPT "
+                             "to answer questions on a chat template (out/sft/); dpo: direct "
+                             "preference optimisation of the SFT model (out/dpo/). sft and dpo "
+                             "take --steps, --lr, --batch-size, --seed, --out, --backend (their "
+                             "own defaults: tinyllm/training/posttraining.py) and, for the brief "
+                             "pre-training when there is no --init-from, the model sizes")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="sft/dpo: the GPT checkpoint to start from (default: sft "
+                             "pre-trains a small GPT briefly; dpo uses out/sft/ckpt.npz)")
+    parser.add_argument("--beta", type=float, default=argparse.SUPPRESS,
+                        help="dpo: the strength of the pull towards the reference (default 0.1)")
     add_checkpoint_limit(parser)
     parser.set_defaults(handler=run_train)
 
@@ -117,6 +129,8 @@ def run_train(args):
     from tinyllm.training.config import default_out
     settings = {name: getattr(args, name) for _, name, _, _ in TRAIN_OPTIONS
                 if hasattr(args, name)}
+    if args.task != "lm" or args.init_from is not None or hasattr(args, "beta"):
+        return run_posttraining(args, settings)
     resume = args.resume
     if resume:
         if resume is True:
@@ -134,6 +148,20 @@ def run_train(args):
     else:
         config = TrainConfig(**settings)
     train(config, resume=resume, progress=not args.no_progress, overwrite=args.overwrite)
+    return 0
+
+
+def run_posttraining(args, settings):
+    """``tinyllm train --task sft|dpo`` (``tinyllm.training.posttraining.run``)."""
+    from tinyllm.training import posttraining
+    if args.task == "lm":
+        raise ValueError("--init-from and --beta belong to --task sft or --task dpo")
+    if args.resume:
+        raise ValueError("--task %s cannot --resume; it is a short run, start it again"
+                         % args.task)
+    settings.update(init_from=args.init_from, **({"beta": args.beta} if hasattr(args, "beta")
+                                                 else {}))
+    posttraining.run(args.task, settings)
     return 0
 
 
