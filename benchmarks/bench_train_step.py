@@ -1,13 +1,24 @@
 """One GPT training step of tinyllm against the same step in PyTorch, measured side by side.
 
-    python benchmarks/bench_train_step.py            # ms/step, tokens/s and peak memory
+    python benchmarks/bench_train_step.py                          # nanoGPT's small CPU run
+    python benchmarks/bench_train_step.py --config shakespeare     # nanoGPT's Shakespeare run
+    python benchmarks/bench_train_step.py --threads 1              # one thread each
     python benchmarks/bench_train_step.py --train    # 2000 steps each, then validation losses
 
-The configuration is nanoGPT's small CPU run: n_layer 4, n_head 4, n_embd 128, block_size 64,
-batch 12, dropout 0, bias on, the character vocabulary of the pydoc corpus
-(``tinyllm.data.load_corpus("pydoc")``), AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1
-on the matrices), warm-up 100 steps then cosine decay to 1e-4 at step 2000, gradient clipping
-at 1.0. A step is forward, backward, clipping and the AdamW update.
+Two configurations (``--config``), both nanoGPT's, with dropout 0 and no biases (nanoGPT's
+``bias=False``), a vocabulary of 65 characters (the size of nanoGPT's Shakespeare alphabet):
+
+- ``small`` (the default): nanoGPT's small CPU run, n_layer 4, n_head 4, n_embd 128,
+  block_size 64, batch 12 (768 tokens a step);
+- ``shakespeare``: nanoGPT's ``train_shakespeare_char``, n_layer 6, n_head 6, n_embd 384,
+  block_size 256, batch 64 (16,384 tokens a step; a step takes seconds on 2 cores, so the
+  default is a few steps).
+
+The text is the pydoc corpus (``tinyllm.data.load_corpus("pydoc")``, nothing is downloaded);
+its 64 most frequent characters keep an id each and every other character shares the 65th.
+AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on the matrices), warm-up 100 steps then
+cosine decay to 1e-4 at step 2000, gradient clipping at 1.0. A step is forward, backward,
+clipping and the AdamW update.
 
 Each framework runs in a subprocess of its own (a "worker"), so that its threads, its memory
 allocator settings and its peak memory are its own. The PyTorch worker never imports tinyllm.
@@ -18,7 +29,8 @@ each from its own seeded generator.
 
 Timing: after a warm-up, the parent asks the workers in turn for rounds of steps (tinyllm,
 PyTorch, tinyllm, ...), so that both see the same load from other programs, and reports the
-median (and best) time of a step. Memory: each worker's peak resident set (VmHWM in
+median (and best) time of a step, and the median processor time of a step (all threads
+together; on a loaded machine it moves less than the wall time). Memory: each worker's peak resident set (VmHWM in
 /proc/self/status, which sees every allocator, PyTorch's included), and the part of it above
 the resident set after the imports. ``--train``: each worker trains for the full 2000 steps
 and evaluates the loss on the same fixed validation windows (consecutive, non-overlapping
@@ -46,8 +58,17 @@ import numpy as np  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ORIGINAL_ENVIRONMENT = dict(os.environ)        # before tinyllm sets any of its defaults
 
-CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
-              bias=True)
+CONFIGS = {
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+                  bias=False),
+    "shakespeare": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64,
+                        dropout=0.0, bias=False),
+}
+# (warm-up steps, rounds, steps per round) when the command line does not say
+TIMING_DEFAULTS = {"small": (10, 10, 10), "shakespeare": (1, 3, 1)}
+VOCAB_SIZE = 65
+CONFIG_NAME = "small"           # the one in use; main() and the workers set it from --config
+CONFIG = CONFIGS[CONFIG_NAME]
 OPTIM = dict(learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
              weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0)
 EVAL_EVERY = 500
@@ -56,20 +77,23 @@ EVAL_BATCH = 64
 
 # ----- the data both workers share -------------------------------------------------------------
 def prepare_data(path, steps, seed):
-    """Encode the pydoc corpus, split it 90/10, draw the window starts of every training step,
-    cut the fixed validation windows, and save it all to ``path`` (an .npz file)."""
-    from tinyllm.data import CharTokenizer, load_corpus, train_val_split
+    """Encode the pydoc corpus in ``VOCAB_SIZE`` ids (its most frequent characters, the rest
+    sharing the last id), split it 90/10, draw the window starts of every training step, cut
+    the fixed validation windows, and save it all to ``path`` (an .npz file)."""
+    from tinyllm.data import load_corpus, train_val_split
     text = load_corpus("pydoc")
-    tokenizer = CharTokenizer.from_text(text)
-    ids = np.array(tokenizer.encode(text), dtype=np.int64)
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    characters, counts = np.unique(codes, return_counts=True)
+    rank = np.empty(len(characters), dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(len(characters))
+    ids = np.minimum(rank[np.searchsorted(characters, codes)], VOCAB_SIZE - 1)
     train, val = train_val_split(ids, 0.1)
     T, B = CONFIG["block_size"], CONFIG["batch_size"]
     starts = np.random.default_rng(seed).integers(0, len(train) - T, size=(steps, B))
     val_starts = np.arange(0, len(val) - T, T)
     val_windows = val[val_starts[:, None] + np.arange(T + 1)]           # (n, T + 1)
-    np.savez(path, train=train, starts=starts, val_windows=val_windows,
-             vocab_size=tokenizer.vocab_size)
-    return tokenizer.vocab_size, len(train), len(val_windows)
+    np.savez(path, train=train, starts=starts, val_windows=val_windows, vocab_size=VOCAB_SIZE)
+    return VOCAB_SIZE, len(train), len(val_windows)
 
 
 def batch(data, step):
@@ -166,6 +190,12 @@ class TorchRunner:
         return self.reference.evaluate(self.model, windows, EVAL_BATCH)
 
 
+def use_config(name):
+    """Make ``name`` (a key of CONFIGS) the configuration in use."""
+    global CONFIG, CONFIG_NAME
+    CONFIG, CONFIG_NAME = CONFIGS[name], name
+
+
 def worker(framework, data_path, seed, torch_threads):
     """Serve the parent's requests, one JSON line in and one out: {"run": [first, count]} runs
     training steps first .. first + count - 1 and answers their times; {"evaluate": true}
@@ -182,15 +212,16 @@ def worker(framework, data_path, seed, torch_threads):
         request = json.loads(line)
         if "run" in request:
             first, count = request["run"]
-            times, losses, lrs = [], [], []
+            times, cpu_times, losses, lrs = [], [], [], []
             for step in range(first, first + count):
                 x, y = batch(data, step)
                 lr = runner.lr(step)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 losses.append(runner.step(x, y, lr))
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - start_cpu)
                 lrs.append(lr)
-            reply({"times": times, "losses": losses, "lrs": lrs})
+            reply({"times": times, "cpu_times": cpu_times, "losses": losses, "lrs": lrs})
         elif "evaluate" in request:
             reply({"val_loss": runner.evaluate(data["val_windows"])})
         else:
@@ -209,10 +240,14 @@ class Worker:
 
     def __init__(self, framework, data_path, args):
         command = [sys.executable, os.path.abspath(__file__), "--worker", framework,
-                   "--data", data_path, "--seed", str(args.seed),
+                   "--data", data_path, "--seed", str(args.seed), "--config", args.config,
                    "--torch-threads", str(args.torch_threads)]
+        environment = dict(ORIGINAL_ENVIRONMENT)
+        if args.threads:            # tinyllm's Numba kernels and NumPy's BLAS, as PyTorch's
+            environment.update(NUMBA_NUM_THREADS=str(args.threads),
+                               OPENBLAS_NUM_THREADS=str(args.threads))
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=ORIGINAL_ENVIRONMENT)
+                                        text=True, env=environment)
         self.description = self.ask(None)["ready"]
 
     def ask(self, request):
@@ -245,34 +280,43 @@ def time_steps(workers, args):
         w.ask({"run": [0, args.warmup]})
     step = args.warmup
     times = {w.description: [] for w in workers}
+    cpu_times = {w.description: [] for w in workers}
     for _ in range(args.rounds):
         for w in workers:
-            times[w.description] += w.ask({"run": [step, args.steps]})["times"]
+            answer = w.ask({"run": [step, args.steps]})
+            times[w.description] += answer["times"]
+            cpu_times[w.description] += answer["cpu_times"]
         step += args.steps
-    return times
+    return times, cpu_times
 
 
-def report_timing(workers, times, memory):
+def report_timing(workers, times, cpu_times, memory, steps):
     tokens = CONFIG["batch_size"] * CONFIG["block_size"]
-    medians = {}
-    print("\n%-36s %10s %10s %12s %14s %18s" % ("one training step", "median ms", "best ms",
-                                                 "tokens/s", "peak RSS MiB",
-                                                 "above setup MiB"))
+    medians, cpu_medians = {}, {}
+    print("\n%-36s %10s %10s %12s %12s %14s %18s" % (
+        "one training step (%d timed)" % steps, "median ms", "best ms", "median cpu ms",
+        "tokens/s", "peak RSS MiB", "above setup MiB"))
     for w in workers:
         t = times[w.description]
         medians[w.description] = statistics.median(t)
+        cpu_medians[w.description] = statistics.median(cpu_times[w.description])
         m = memory[w.description]
-        print("%-36s %10.1f %10.1f %12.0f %14.0f %18.0f" % (
+        print("%-36s %10.1f %10.1f %12.1f %12.0f %14.0f %18.0f" % (
             w.description, 1e3 * medians[w.description], 1e3 * min(t),
-            tokens / medians[w.description], m["peak_mib"],
+            1e3 * cpu_medians[w.description], tokens / medians[w.description], m["peak_mib"],
             m["peak_mib"] - m["rss_after_setup_mib"]))
     if len(workers) == 2:
         ours, theirs = (medians[w.description] for w in workers)
+        cpu_ours, cpu_theirs = (cpu_medians[w.description] for w in workers)
         m_ours, m_theirs = (memory[w.description] for w in workers)
-        print("\ntinyllm / PyTorch, time per step (medians): %.2f   (target <= 1.5)"
-              % (ours / theirs))
-        print("tinyllm / PyTorch, peak resident memory:    %.2f   (target <= 2)"
-              % (m_ours["peak_mib"] / m_theirs["peak_mib"]))
+        target = {"small": 1.1, "shakespeare": 1.2}[CONFIG_NAME]
+        print("\ntinyllm / PyTorch, time per step (medians): %.1f ms / %.1f ms = %.2f   "
+              "(target <= %.1f)" % (1e3 * ours, 1e3 * theirs, ours / theirs, target))
+        print("tinyllm / PyTorch, processor time per step: %.1f ms / %.1f ms = %.2f"
+              % (1e3 * cpu_ours, 1e3 * cpu_theirs, cpu_ours / cpu_theirs))
+        print("tinyllm / PyTorch, peak resident memory:    %.0f MiB / %.0f MiB = %.2f"
+              % (m_ours["peak_mib"], m_theirs["peak_mib"],
+                 m_ours["peak_mib"] / m_theirs["peak_mib"]))
 
 
 def train(workers):
@@ -313,9 +357,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", action="store_true",
                         help="train both models for 2000 steps and compare validation losses")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    parser.add_argument("--rounds", type=int, default=10, help="alternations of the workers")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small",
+                        help="nanoGPT's small CPU run (default) or its Shakespeare run")
+    parser.add_argument("--warmup", type=int, help="untimed steps first (small: 10, "
+                        "shakespeare: 1)")
+    parser.add_argument("--rounds", type=int, help="alternations of the workers (10, 3)")
+    parser.add_argument("--steps", type=int, help="timed steps per round (10, 1)")
+    parser.add_argument("--threads", type=int, help="threads of both frameworks (tinyllm: "
+                        "NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS; PyTorch: "
+                        "set_num_threads); default: each its own default")
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
                         help="torch.set_num_threads (default: the number of cores)")
     parser.add_argument("--no-torch", action="store_true", help="time tinyllm alone")
@@ -323,6 +373,13 @@ def main():
     parser.add_argument("--worker", choices=["tinyllm", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    use_config(args.config)
+    defaults = TIMING_DEFAULTS[args.config]
+    args.warmup = defaults[0] if args.warmup is None else args.warmup
+    args.rounds = defaults[1] if args.rounds is None else args.rounds
+    args.steps = defaults[2] if args.steps is None else args.steps
+    if args.threads:
+        args.torch_threads = args.threads
     if args.worker:
         return worker(args.worker, args.data, args.seed, args.torch_threads)
 
@@ -335,9 +392,10 @@ def main():
         print("\n".join(machine_description()))
         print("load average (1, 5, 15 min) before: %s"
               % " ".join("%.2f" % x for x in os.getloadavg()))
-        print("GPT: %s, vocab %d (pydoc characters), %d training tokens, %d validation windows"
-              % (", ".join("%s=%s" % kv for kv in CONFIG.items()), vocab_size, n_train, n_val),
-              flush=True)
+        print("GPT (--config %s): %s, vocab %d (pydoc characters), %d training tokens, "
+              "%d validation windows" % (args.config, ", ".join("%s=%s" % kv for kv in
+                                                                CONFIG.items()),
+                                         vocab_size, n_train, n_val), flush=True)
         frameworks = ["tinyllm"]
         if not args.no_torch:
             if torch_available():
@@ -350,9 +408,9 @@ def main():
             for w in workers:
                 w.finish()
         else:
-            times = time_steps(workers, args)
+            times, cpu_times = time_steps(workers, args)
             memory = {w.description: w.finish() for w in workers}
-            report_timing(workers, times, memory)
+            report_timing(workers, times, cpu_times, memory, args.rounds * args.steps)
         print("load average at the end: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 
 

@@ -28,6 +28,10 @@ def _total_norm(grads, norm_type):
     """
     if norm_type == math.inf:
         return float(np.max([np.max(np.abs(g), initial=0.0) for g in grads]))
+    if norm_type == 2.0:        # sum of squares as one dot product: one pass, no temporaries
+        total = sum(float(np.dot(flat, flat)) for flat in
+                    (g.astype(np.float64, copy=False).reshape(-1) for g in grads))
+        return math.sqrt(total)
     total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads)
     return total ** (1.0 / norm_type)
 
