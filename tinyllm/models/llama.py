@@ -201,6 +201,12 @@ class Llama(nn.Module):
                                              state_dict["model.embed_tokens.weight"]})
         return super().load_state_dict(state_dict, strict=strict)
 
+    def save_pretrained(self, folder, max_shard_size=None):
+        """Write a Hugging Face Llama folder (config.json + model.safetensors) that
+        ``transformers`` and ``tinyllm.models.from_pretrained`` load (``models/pretrained.py``)."""
+        from tinyllm.models.pretrained import save_pretrained
+        return save_pretrained(self, folder, max_shard_size=max_shard_size)
+
     def extra_repr(self):
         c = self.config
         return ("vocab_size=%d, hidden_size=%d, num_hidden_layers=%d, num_attention_heads=%d, "

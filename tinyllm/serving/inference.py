@@ -16,13 +16,16 @@ context is not an error: the model reads its last ``block_size`` tokens, as it d
 generating, and ``complete`` reports that through its ``notice`` function.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinyllm.data import CharTokenizer
-from tinyllm.models import sampling
+from tinyllm.data import ByteBPETokenizer, CharTokenizer
+from tinyllm.models import GPT, sampling
+from tinyllm.models.pretrained import from_pretrained, is_pretrained_folder
 from tinyllm.nn.module import evaluating
+from tinyllm.training.checkpoint import Checkpoint, load_model
 from tinyllm.training.model_types import LANGUAGE_MODELS
 
 MASK_TOKEN = "<mask>"
@@ -30,6 +33,34 @@ MASK_TOKEN = "<mask>"
 
 class PromptError(ValueError):
     """A prompt or text that the model cannot read."""
+
+
+def load_for_inference(path):
+    """(model in eval mode, checkpoint) from a tinyllm checkpoint (file or folder) or from a
+    Hugging Face model folder (config.json + safetensors weights, see
+    ``tinyllm.models.pretrained``). For the latter the checkpoint is built on the spot: model
+    type "gpt" or "llama", the model's config, and the folder's tokenizer or None."""
+    if not is_pretrained_folder(path):
+        return load_model(path)
+    model = from_pretrained(path)
+    checkpoint = Checkpoint(path=str(path), model_type="gpt" if isinstance(model, GPT)
+                            else "llama", model_args=asdict(model.config), model_state={},
+                            tokenizer=load_folder_tokenizer(path))
+    return model, checkpoint
+
+
+def load_folder_tokenizer(folder):
+    """The tokenizer of a Hugging Face folder: ``tokenizer.json``, or GPT-2's ``vocab.json`` +
+    ``merges.txt``; None when the folder holds neither, or when this tinyllm's
+    ``ByteBPETokenizer`` cannot read Hugging Face's files."""
+    folder = Path(folder)
+    tokenizer_json = folder / "tokenizer.json"
+    vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    if tokenizer_json.is_file() and hasattr(ByteBPETokenizer, "from_tokenizer_json"):
+        return ByteBPETokenizer.from_tokenizer_json(tokenizer_json)
+    if vocab.is_file() and merges.is_file() and hasattr(ByteBPETokenizer, "from_files"):
+        return ByteBPETokenizer.from_files(vocab, merges)
+    return None
 
 
 @dataclass
@@ -127,10 +158,37 @@ def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, n
     return text
 
 
+def complete_ids(model, checkpoint, prompt_ids, options):
+    """The prompt ids followed by the language model's continuation (a list of ints), for a
+    prompt given as ids ("464,2068" or "464 2068"), as when a folder has no tokenizer."""
+    if checkpoint.model_type not in LANGUAGE_MODELS:
+        raise PromptError("--prompt-ids continues token ids with a language model (%s); "
+                          "checkpoint %s holds a %r model" % (", ".join(LANGUAGE_MODELS),
+                                                              checkpoint.path,
+                                                              checkpoint.model_type))
+    try:
+        ids = [int(i) for i in prompt_ids.replace(",", " ").split()]
+    except ValueError:
+        raise PromptError("prompt ids must be integers separated by commas or spaces, got %r"
+                          % (prompt_ids,)) from None
+    vocab_size = model.config.vocab_size
+    if not ids or min(ids) < 0 or max(ids) >= vocab_size:
+        raise PromptError("prompt ids must be one or more integers in [0, %d) (the model's "
+                          "vocabulary), got %r" % (vocab_size, prompt_ids))
+    if options.beam is not None:
+        new = sampling.beam_search(model, ids, options.max_new_tokens, beam_size=options.beam,
+                                   repetition_penalty=options.repetition_penalty)
+    else:
+        new = sampling.generate(model, ids, options.max_new_tokens, options.temperature,
+                                options.top_k, options.top_p, options.repetition_penalty,
+                                seed=options.seed)
+    return ids + [int(i) for i in new]
+
+
 def _continue(model, model_type, tokenizer, prompt, options, on_text, notice):
     ids = encode_prompt(tokenizer, prompt)
     block_size = getattr(getattr(model, "config", None), "block_size", None)
-    if model_type == "gpt" and len(ids) > block_size:
+    if model_type in ("gpt", "llama") and len(ids) > block_size:
         notice("the prompt is %d tokens long, longer than the model's context of %d: the model "
                "reads only its last %d tokens" % (len(ids), block_size, block_size))
     if options.beam is not None:

@@ -24,8 +24,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tinyllm.training.checkpoint import load_model
-from tinyllm.serving.inference import GenerationOptions, PromptError, complete, predict
+from tinyllm.serving.inference import (GenerationOptions, PromptError, complete,
+                                       load_for_inference, predict)
 
 MAX_BODY_BYTES = 64 * 1024
 DISCARD_LIMIT = 1024 * 1024     # a refused body up to this size is read and dropped
@@ -63,7 +63,7 @@ class ModelService:
 
     @classmethod
     def from_checkpoint(cls, path):
-        model, checkpoint = load_model(path)
+        model, checkpoint = load_for_inference(path)      # a tinyllm or Hugging Face checkpoint
         if checkpoint.tokenizer is None:
             raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read text"
                              % checkpoint.path)
