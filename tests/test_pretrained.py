@@ -265,3 +265,31 @@ def test_generate_says_what_is_missing_without_a_tokenizer(gpt2_folder, capsys):
 def test_generate_rejects_prompt_ids_outside_the_vocabulary(gpt2_folder, capsys):
     assert main(["generate", "--checkpoint", str(gpt2_folder), "--prompt-ids", "3,61"]) == 2
     assert "[0, 61)" in capsys.readouterr().err
+
+
+def test_a_loaded_model_trains_its_loaded_weights(gpt2_folder):
+    model = from_pretrained(gpt2_folder).train()
+    before = model.transformer.h[0].attn.c_attn.weight.data.copy()
+    optimizer = model.configure_optimizers(0.0, 1e-2, (0.9, 0.95))
+    _, loss = model(PROMPT[:, :-1], targets=PROMPT[:, 1:])
+    loss.backward()
+    optimizer.step()
+    after = model.transformer.h[0].attn.c_attn.weight.data
+    assert after.flags.c_contiguous and np.abs(after - before).max() > 1e-4
+
+
+def test_the_folder_tokenizer_is_loaded_when_tinyllm_reads_hugging_face_files(tmp_path):
+    from tinyllm.data import ByteBPETokenizer
+    from tinyllm.serving.inference import load_for_inference
+    tokenizers = pytest.importorskip("tokenizers")
+    if not hasattr(ByteBPETokenizer, "from_tokenizer_json"):
+        pytest.skip("this tinyllm's ByteBPETokenizer cannot read tokenizer.json yet")
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE())
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    bpe.train_from_iterator(["the cat sat on the mat"] * 20, tokenizers.trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
+    hf_gpt2(vocab_size=bpe.get_vocab_size()).save_pretrained(tmp_path, safe_serialization=True)
+    bpe.save(str(tmp_path / "tokenizer.json"))
+    _, checkpoint = load_for_inference(tmp_path)
+    assert checkpoint.tokenizer.encode("the cat") == bpe.encode("the cat").ids

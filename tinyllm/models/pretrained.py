@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyllm.autograd import no_grad
 from tinyllm.models.gpt import GPT, GPTConfig
 from tinyllm.nn import init
 
@@ -204,7 +205,7 @@ def gpt_state_from_hf(tensors):
         if name != "lm_head.weight" and not name.startswith("transformer."):
             name = "transformer." + name
         if name.endswith(_GPT2_CONV1D):
-            array = array.T
+            array = np.ascontiguousarray(array.T)
         state[name] = array
     state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))
     return state
@@ -315,8 +316,21 @@ def from_pretrained(folder):
     files = {name: path for name, path in files.items() if not name.endswith(_IGNORED_SUFFIXES)}
     state = rename(read_weights(files))
     _check_state(model, state, files, config_path)
-    model.load_state_dict(state)
+    _assign_state(model, state)
     return model.eval()
+
+
+def _assign_state(model, state):
+    """Make the arrays of ``state`` (fresh, contiguous float32, shapes checked) the model's
+    parameters' data, without copying them again: ``load_state_dict`` with PyTorch's
+    ``assign=True``. Tied parameters get the array of their first name."""
+    assigned = set()
+    with no_grad():
+        for name, tensor in model._state_items():
+            if id(tensor) not in assigned:
+                tensor.data = state[name].astype(tensor.dtype, copy=False)
+                tensor._version += 1
+                assigned.add(id(tensor))
 
 
 def _llama_state_from_hf(tensors):
