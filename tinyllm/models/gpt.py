@@ -203,7 +203,7 @@ class GPT(nn.Module):
         """Extend each sequence of idx (B, T) by ``max_new_tokens`` tokens, one at a time;
         returns the (B, T + max_new_tokens) int64 tensor of ids.
 
-        Each step feeds the last ``block_size`` tokens (the context is cropped when longer),
+        Each step reads the context (the last ``block_size`` tokens when it is longer),
         takes the last position's logits and picks the next token with ``sample_next_token``
         (the loop is ``tinyllm.models.sampling.generate_tokens``):
         ``temperature=0`` is greedy (argmax), else softmax(logits / temperature) restricted to
