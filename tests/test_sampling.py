@@ -13,7 +13,7 @@ from tinyllm import nn
 from tinyllm.data import ByteBPETokenizer, CharTokenizer
 from tinyllm.models import GPT, GPTConfig, LSTMLanguageModel
 from tinyllm.models import sampling
-from tinyllm.models.sampling import (ContextStepper, RecurrentStepper, TextStream,
+from tinyllm.models.sampling import (CachedStepper, ContextStepper, RecurrentStepper, TextStream,
                                      apply_repetition_penalty, beam_search, generate,
                                      sample_next_token, token_probabilities)
 
@@ -190,7 +190,7 @@ def test_streaming_reports_every_token_in_order():
 def test_a_prompt_longer_than_the_context_is_cropped():
     model = tiny_gpt(block_size=4)
     stepper = sampling.stepper_for(model)
-    assert isinstance(stepper, ContextStepper) and stepper.block_size == 4
+    assert isinstance(stepper, CachedStepper) and stepper.block_size == 4
     new = generate(model, list(range(10)), 3, temperature=0.0)    # GPT itself refuses T > 4
     assert len(new) == 3
     with pytest.raises(ValueError, match="exceeds block_size"):

@@ -176,6 +176,9 @@ def add_generate_parser(commands):
                         help="checkpoint file or folder (default: %s)" % DEFAULT_CHECKPOINT)
     parser.add_argument("--prompt", default="\n",
                         help="text to continue (default: a newline)")
+    parser.add_argument("--prompt-ids", default=None, metavar="IDS",
+                        help="token ids to continue, e.g. 464,2068 (for a model folder without "
+                             "a tokenizer); the output is ids too")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="(default: 200)")
     parser.add_argument("--temperature", type=float, default=0.8,
                         help="softmax temperature; 0 is greedy (default: 0.8)")
@@ -197,17 +200,24 @@ def add_generate_parser(commands):
 
 def run_generate(args):
     from tinyllm.training.trainer import backend_context
-    from tinyllm.training import load_model
-    from tinyllm.serving.inference import GenerationOptions, complete
+    from tinyllm.serving.inference import (GenerationOptions, complete, complete_ids,
+                                           load_for_inference)
     from tinyllm.training.model_types import LANGUAGE_MODELS
-    model, checkpoint = load_model(args.checkpoint, max_bytes=args.max_checkpoint_bytes)
-    if checkpoint.tokenizer is None:
-        raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read a prompt"
-                         % checkpoint.path)
+    model, checkpoint = load_for_inference(args.checkpoint,     # tinyllm or Hugging Face
+                                           max_bytes=args.max_checkpoint_bytes)
     options = GenerationOptions(
         max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else args.temperature,
         top_k=args.top_k, top_p=args.top_p, beam=args.beam,
         repetition_penalty=args.repetition_penalty, seed=args.seed).validate()
+    if args.prompt_ids is not None:
+        with backend_context(args.backend):
+            print(" ".join(str(i) for i in complete_ids(model, checkpoint, args.prompt_ids,
+                                                        options)))
+        return 0
+    if checkpoint.tokenizer is None:
+        raise ValueError("checkpoint %s holds no tokenizer (a Hugging Face folder: tokenizer.json, "
+                         "or vocab.json + merges.txt), so its model cannot read a text prompt; "
+                         "give token ids instead, e.g. --prompt-ids 464,2068" % checkpoint.path)
     continues_prompt = checkpoint.model_type in LANGUAGE_MODELS
 
     def write(piece):

@@ -6,8 +6,12 @@
 """
 
 from tinyllm.functional.activation import gelu, log_softmax, relu, sigmoid, softmax, tanh
+from tinyllm.functional.activation import silu
 from tinyllm.functional.linear import embedding, linear
-from tinyllm.functional.normalization import layer_norm
+from tinyllm.functional.normalization import layer_norm, rms_norm
+from tinyllm.functional.rotary import (apply_rotary_emb, rope_cos_sin, rope_frequencies,
+                                      rotary_embedding)
+from tinyllm.functional.swiglu import repeat_kv, swiglu
 from tinyllm.functional.dropout import dropout
 from tinyllm.functional.attention import (attention_weights, causal_mask,
                                           scaled_dot_product_attention)

@@ -51,3 +51,9 @@ def _one_axis(opname, dim, axis):
     if dim is not None:
         return dim
     return -1 if axis is None else axis
+
+
+def silu(x):
+    """SiLU (swish), x * sigma(x);  d/dx = sigma(x) (1 + x (1 - sigma(x))). Llama's
+    feed-forward gate (see ``tinyllm.functional.swiglu``)."""
+    return ops.silu(x)

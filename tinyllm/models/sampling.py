@@ -23,9 +23,10 @@ log-probability) instead of one; it finds sequences that greedy decoding misses 
 first token does not start the best sequence.
 
 Models are driven through a *stepper*, the model-specific step that gives the next-token
-logits: a GPT re-reads its context, cropped to its last ``block_size`` tokens, for every new
-token (``ContextStepper``); an LSTM carries its state and reads only the newest token
-(``RecurrentStepper``); a translation model's decoder re-reads its output against the encoded
+logits: a GPT or Llama keeps each layer's keys and values and reads only the new token
+(``CachedStepper``, the KV cache), or re-reads its context, cropped to its last ``block_size``
+tokens, for every new token (``ContextStepper``); an LSTM carries its state and reads only the
+newest token (``RecurrentStepper``); a translation model's decoder re-reads its output against the encoded
 source (``Seq2SeqTransformer``). ``generate_tokens`` and ``beam_search_tokens`` (with
 ``beam_step``) are the two decoding loops; ``GPT.generate``, ``LSTMLanguageModel.generate``,
 ``generate``, ``beam_search`` and ``Seq2SeqTransformer.beam_search`` all run one of them.
@@ -164,6 +165,53 @@ class ContextStepper:
         context = self.ids if self.block_size is None else self.ids[:, -self.block_size:]
         logits = self.model(context)[0]
         return logits.data[:, -1, :]
+
+
+class CachedStepper:
+    """Feeds a decoder only the new token, with every layer's keys and values kept in a KV
+    cache (``tinyllm.nn.KVCache``): one step costs O(T) for a context of T tokens, against the
+    O(T^2) of re-reading the context (``ContextStepper``), and gives the same logits.
+
+    The model provides ``new_cache(batch_size, max_len)`` and ``model(ids, cache=cache)``,
+    which reads ids (B, T_new) after the cached positions (GPT, Llama). The cache is allocated
+    once, for ``block_size`` positions.
+
+    Longer contexts, the rule: while the sequence fits in ``block_size`` tokens, each step
+    adds one position to the cache. Once it is longer, the model reads the last
+    ``block_size`` tokens, as ``ContextStepper`` does; the window then moves by one token
+    every step, every token's position changes, and with it every cached key and value, so
+    each such step re-reads the window into a fresh cache (the same logits as without the
+    cache, at the cost of a full re-read).
+    """
+
+    def __init__(self, model, block_size):
+        self.model = model
+        self.block_size = block_size
+        self.ids = None
+        self.cache = None
+
+    def start(self, ids):
+        """Read the prompts, ids (k, T), into a new cache; return the next-token logits (k, V)."""
+        self.ids = np.asarray(ids, dtype=np.int64)
+        return self._read_window()
+
+    def advance(self, next_ids):
+        """Append one token per row (k,); return the next-token logits (k, V)."""
+        next_ids = np.asarray(next_ids, dtype=np.int64)[:, None]
+        self.ids = np.concatenate([self.ids, next_ids], axis=1)
+        if self.ids.shape[1] > self.block_size:
+            return self._read_window()
+        return self.model(next_ids, cache=self.cache)[0].data[:, -1, :]
+
+    def reorder(self, rows):
+        """Keep the rows ``rows`` (beam search's survivors, repeats allowed), in that order."""
+        self.ids = self.ids[rows]
+        self.cache.reorder(rows)
+
+    def _read_window(self):
+        context = self.ids[:, -self.block_size:]
+        self.cache = self.model.new_cache(context.shape[0], self.block_size)
+        return self.model(context, cache=self.cache)[0].data[:, -1, :]
 
 
 class RecurrentStepper:

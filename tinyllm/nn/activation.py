@@ -29,6 +29,13 @@ class GELU(Module):
         return "approximate=%r" % self.approximate
 
 
+class SiLU(Module):
+    """y = x * sigmoid(x) (swish)."""
+
+    def forward(self, x):
+        return F.silu(x)
+
+
 class Tanh(Module):
     """y = tanh(x)."""
 

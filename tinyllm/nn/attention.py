@@ -256,3 +256,134 @@ class MultiheadAttention(Module):
         if not self._qkv_same_embed_dim:
             text += ", kdim=%d, vdim=%d" % (self.kdim, self.vdim)
         return text
+
+
+# ----- the KV cache and grouped-query attention (the modern decoder) -------------------------
+class KVCache:
+    """The keys and values of every layer of a decoder, kept between generation steps.
+
+    A decoder's position t attends to the keys and values of positions <= t, and these do not
+    change when later tokens arrive. So generation computes them once: each step feeds only
+    the new token, appends its key and value at each layer, and attends to everything kept.
+    One new token then costs O(T) (its attention over T keys) instead of the O(T^2) of
+    re-reading the whole context.
+
+    Arrays ``keys`` and ``values``, (n_layer, B, H_kv, max_len, D), are allocated once;
+    ``length`` positions are filled. ``update(layer, k, v)`` writes k, v (B, H_kv, T, D) at
+    positions length .. length + T - 1 of that layer and returns the keys and values of
+    positions 0 .. length + T - 1 (views, no copy); after the last layer the model calls
+    ``advance(T)``. Memory: 2 * n_layer * H_kv * D numbers per token and sequence.
+    """
+
+    def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, dtype=np.float32):
+        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
+        self.keys = Tensor(np.zeros(shape, dtype=dtype))
+        self.values = Tensor(np.zeros(shape, dtype=dtype))
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer, k, v):
+        """Store k, v (B, H_kv, T, D) after the ``length`` cached positions; return all the
+        keys and values of that layer, each (B, H_kv, length + T, D)."""
+        end = self.length + k.shape[-2]
+        if end > self.max_len:
+            raise ValueError("KVCache: %d cached positions + %d new exceed its max_len %d"
+                             % (self.length, k.shape[-2], self.max_len))
+        if tuple(k.shape[:2]) != tuple(self.keys.shape[1:3]) \
+                or k.shape[-1] != self.keys.shape[-1]:
+            raise ValueError("KVCache: keys of shape %s do not fit a cache of (B, H_kv, D) = %s"
+                             % (tuple(k.shape), (self.keys.shape[1], self.keys.shape[2],
+                                                 self.keys.shape[4])))
+        self.keys.data[layer, :, :, self.length:end] = _as_array(k)
+        self.values.data[layer, :, :, self.length:end] = _as_array(v)
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, n):
+        """Count ``n`` more positions as filled (after every layer has stored them)."""
+        self.length += n
+
+    def reorder(self, rows):
+        """Keep the sequences ``rows`` (beam search's survivors, repeats allowed), in order."""
+        self.keys = Tensor(self.keys.data[:, rows])
+        self.values = Tensor(self.values.data[:, rows])
+
+    def nbytes_per_token(self):
+        """Bytes the cache holds per position of one sequence: 2 n_layer H_kv D itemsize."""
+        n_layer, _, n_kv_head, _, head_dim = self.keys.shape
+        return 2 * n_layer * n_kv_head * head_dim * self.keys.data.itemsize
+
+
+def cached_causal_attention(q, k, v, offset):
+    """Causal attention of T new queries q (B, H, T, D), at positions offset .. offset + T - 1,
+    over the keys and values k, v (B, H, S, D) of positions 0 .. S - 1, S = offset + T.
+
+    Query i may attend to keys j <= offset + i. With no cached positions (offset 0) this is
+    the usual causal mask; for one new token (T = 1) every key is allowed, so no mask at all.
+    """
+    T, S = q.shape[-2], k.shape[-2]
+    if offset == 0 and T == S:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if T == 1:
+        return F.scaled_dot_product_attention(q, k, v)
+    mask = np.tril(np.ones((T, S), dtype=bool), S - T)                 # True = may attend
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class GroupedQueryAttention(Module):
+    """Causal self-attention with rotary positions and grouped-query attention (Llama's),
+    no biases.
+
+    x (B, T, C) -> q = q_proj(x) in n_head heads, k = k_proj(x) and v = v_proj(x) in
+    n_kv_head heads, each head of head_dim features: (B, H, T, D). RoPE turns q and k by their
+    positions; each key/value head is shared by a group of n_head / n_kv_head query heads
+    (``repeat_kv``); y = softmax(q k^T / sqrt(D) + causal mask) v; heads joined, o_proj(y).
+
+    n_kv_head = n_head is multi-head attention, n_kv_head = 1 multi-query attention (Shazeer
+    2019); between them, grouped-query attention (Ainslie et al. 2023) divides the KV cache by
+    n_head / n_kv_head at a small cost in quality. Parameters, Hugging Face's names:
+    ``q_proj`` (n_head D, C), ``k_proj`` and ``v_proj`` (n_kv_head D, C), ``o_proj``
+    (C, n_head D).
+
+    ``forward(x, cos, sin, cache=None, layer=0)``: cos, sin (T, D) the RoPE tables of x's
+    positions; with a ``KVCache`` the new keys and values are stored in layer ``layer`` and
+    the queries attend to all cached positions too.
+    """
+
+    def __init__(self, hidden_size, n_head, n_kv_head=None, head_dim=None, rope_layout="half"):
+        super().__init__()
+        n_kv_head = n_head if n_kv_head is None else n_kv_head
+        if n_kv_head < 1 or n_head % n_kv_head:
+            raise ValueError("GroupedQueryAttention: n_head=%d must be a multiple of "
+                             "n_kv_head=%d (each key/value head serves n_head / n_kv_head "
+                             "query heads)" % (n_head, n_kv_head))
+        if head_dim is None:
+            if hidden_size % n_head:
+                raise ValueError("GroupedQueryAttention: hidden_size=%d must be divisible by "
+                                 "n_head=%d" % (hidden_size, n_head))
+            head_dim = hidden_size // n_head
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
+        self.rope_layout = rope_layout
+        self.q_proj = Linear(hidden_size, n_head * head_dim, bias=False)
+        self.k_proj = Linear(hidden_size, n_kv_head * head_dim, bias=False)
+        self.v_proj = Linear(hidden_size, n_kv_head * head_dim, bias=False)
+        self.o_proj = Linear(n_head * head_dim, hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, cache=None, layer=0):
+        B, T, _ = x.shape
+        D = self.head_dim
+        q = ops.transpose(self.q_proj(x).reshape(B, T, self.n_head, D), 1, 2)     # (B, H, T, D)
+        k = ops.transpose(self.k_proj(x).reshape(B, T, self.n_kv_head, D), 1, 2)  # (B, Hkv, T, D)
+        v = ops.transpose(self.v_proj(x).reshape(B, T, self.n_kv_head, D), 1, 2)
+        q = F.apply_rotary_emb(q, cos, sin, self.rope_layout)
+        k = F.apply_rotary_emb(k, cos, sin, self.rope_layout)
+        offset = 0
+        if cache is not None:
+            offset = cache.length
+            k, v = cache.update(layer, k, v)                                  # (B, Hkv, S, D)
+        n_rep = self.n_head // self.n_kv_head
+        y = cached_causal_attention(q, F.repeat_kv(k, n_rep), F.repeat_kv(v, n_rep), offset)
+        return self.o_proj(ops.transpose(y, 1, 2).reshape(B, T, self.n_head * D))
+
+    def extra_repr(self):
+        return "n_head=%d, n_kv_head=%d, head_dim=%d, rope_layout=%r" % (
+            self.n_head, self.n_kv_head, self.head_dim, self.rope_layout)

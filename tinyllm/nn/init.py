@@ -11,11 +11,29 @@ activations' size steady from layer to layer: that is Xavier/Glorot and Kaiming/
 """
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
 from tinyllm import random
 from tinyllm.autograd import no_grad
+
+
+_skip_init = False      # True inside ``no_init()``
+
+
+@contextmanager
+def no_init():
+    """Inside ``with no_init():`` the fill functions below leave tensors as they are (new
+    parameters stay zero), for a model whose weights are about to be loaded: drawing 124M
+    random numbers only to overwrite them costs seconds (PyTorch's ``skip_init``, Hugging
+    Face's ``no_init_weights``)."""
+    global _skip_init
+    previous, _skip_init = _skip_init, True
+    try:
+        yield
+    finally:
+        _skip_init = previous
 
 
 def _rng(generator):
@@ -30,11 +48,15 @@ def _fill(tensor, values):
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with samples of the uniform distribution U(a, b)."""
+    if _skip_init:
+        return tensor
     return _fill(tensor, _rng(generator).uniform(a, b, size=tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with samples of the normal distribution N(mean, std^2)."""
+    if _skip_init:
+        return tensor
     return _fill(tensor, _rng(generator).normal(mean, std, size=tensor.shape))
 
 
@@ -45,6 +67,8 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """
     if not a < b:
         raise ValueError("trunc_normal_: the bounds must satisfy a < b, got a=%r, b=%r" % (a, b))
+    if _skip_init:
+        return tensor
     rng = _rng(generator)
     values = rng.normal(mean, std, size=tensor.shape)
     outside = (values < a) | (values > b)
@@ -56,6 +80,8 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
 
 def constant_(tensor, value):
     """Fill with ``value``."""
+    if _skip_init:
+        return tensor
     return _fill(tensor, np.full(tensor.shape, value))
 
 

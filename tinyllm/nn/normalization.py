@@ -1,7 +1,7 @@
 """``LayerNorm``: normalise each position's features to mean 0 and variance 1, then rescale."""
 
 from tinyllm import ops
-from tinyllm.functional.normalization import layer_norm
+from tinyllm.functional.normalization import layer_norm, rms_norm
 from tinyllm.nn.module import Module
 from tinyllm.nn.parameter import Parameter
 
@@ -39,3 +39,24 @@ class LayerNorm(Module):
     def extra_repr(self):
         return "%s, eps=%g, elementwise_affine=%s" % (self.normalized_shape, self.eps,
                                                       self.elementwise_affine)
+
+
+class RMSNorm(Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the last axis: LayerNorm without the mean
+    subtraction and the bias (Llama's norm; see ``tinyllm.functional.rms_norm``).
+
+    Shapes: x (..., dim) -> y like x. Parameter ``weight`` (dim,), ones. PyTorch's
+    ``nn.RMSNorm(dim, eps)`` and Hugging Face's ``LlamaRMSNorm`` compute the same; the default
+    eps here is Llama's 1e-6.
+    """
+
+    def __init__(self, dim, eps=1e-6, dtype=None):
+        super().__init__()
+        self.dim, self.eps = int(dim), eps
+        self.weight = Parameter(ops.ones(self.dim, dtype=dtype))
+
+    def forward(self, x):
+        return rms_norm(x, self.dim, self.weight, self.eps)
+
+    def extra_repr(self):
+        return "%d, eps=%g" % (self.dim, self.eps)

@@ -20,6 +20,7 @@ from tinyllm.ops.reduction import (argmax, argmin, log_softmax, logsumexp, max, 
 from tinyllm.ops.shape import (broadcast_to, cat, concatenate, expand, flatten, gather,
                                getitem, index_key, permute, reshape, split, squeeze, stack,
                                transpose, tril, triu, unsqueeze, view)
+from tinyllm.ops.elementwise import silu
 from tinyllm.ops.creation import (arange, empty, empty_like, eye, full, full_like, linspace,
                                   one_hot, ones, ones_like, rand, rand_like, randint, randn,
                                   randn_like, randperm, tril_mask, triu_mask, zeros, zeros_like)
@@ -34,4 +35,5 @@ __all__ = [
     "randn_like", "randperm", "relu", "reshape", "sigmoid", "sin", "softmax", "split", "sqrt",
     "squeeze", "stack", "sub", "sum", "tanh", "transpose", "tril", "tril_mask", "triu",
     "triu_mask", "unsqueeze", "var", "view", "where", "zeros", "zeros_like",
+    "silu",
 ]

@@ -24,7 +24,9 @@ def _leaf(array, dtype, requires_grad, float_default=True):
 
 
 def zeros(*shape, dtype=None, requires_grad=False):
-    return _leaf(np.zeros(_shape_arg(shape)), dtype, requires_grad)
+    # made in its final dtype: np.zeros then maps zero pages lazily instead of writing them
+    return _leaf(np.zeros(_shape_arg(shape), dtype=dtype or get_default_dtype()), dtype,
+                 requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad=False):

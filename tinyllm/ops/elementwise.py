@@ -389,3 +389,24 @@ def cast(x, dtype):
 
 def clone(x):
     return Clone.apply(x)
+
+
+class SiLU(Function):
+    """Sigmoid linear unit (also called swish), y = x * sigma(x), sigma(x) = 1 / (1 + e^-x);
+    dy/dx = sigma(x) + x sigma(x) (1 - sigma(x)) = sigma(x) (1 + x (1 - sigma(x)))."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)   # sigma(x), no overflow
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        return grad * s * (1 + x * (1 - s))
+
+
+def silu(x):
+    """SiLU (swish): x * sigmoid(x), the gate activation of Llama's SwiGLU feed-forward."""
+    return SiLU.apply(x)

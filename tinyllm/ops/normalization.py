@@ -55,3 +55,39 @@ class LayerNorm(Function):
 def _flat(param):
     """A weight or bias of shape normalized_shape as a vector (C,), or None."""
     return None if param is None else param.reshape(-1)
+
+
+class RMSNorm(Function):
+    """Root-mean-square normalisation over the last axis (Zhang & Sennrich 2019; Llama's norm).
+
+    Over the C features of the last axis (no mean is subtracted, no bias is added):
+
+        r = 1 / sqrt(mean(x^2) + eps)        xhat = x * r        y = weight * xhat
+
+    Backward, with g = dL/dy * weight and means over the last axis:
+
+        dL/dx = r * (g - xhat * mean(g * xhat))
+        dL/dweight = sum(dL/dy * xhat)   over all the other axes.
+
+    (LayerNorm's backward without the mean(g) term, the path through the subtracted mean.)
+    The forward saves xhat and r; x itself is not needed again.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps=1e-6):
+        rstd = 1.0 / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps)   # (..., 1)
+        xhat = x * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        y = xhat if weight is None else xhat * weight
+        return y.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, weight = ctx.saved_tensors
+        need_x, need_weight = ctx.needs_input_grad
+        g = grad if weight is None else grad * weight
+        grad_x = rstd * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True)) if need_x else None
+        grad_weight = None
+        if need_weight:
+            grad_weight = np.sum((grad * xhat).reshape(-1, xhat.shape[-1]), axis=0)
+        return grad_x, grad_weight

@@ -16,13 +16,16 @@ context is not an error: the model reads its last ``block_size`` tokens, as it d
 generating, and ``complete`` reports that through its ``notice`` function.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinyllm.data import CharTokenizer
-from tinyllm.models import sampling
+from tinyllm.data import BPETokenizer, CharTokenizer
+from tinyllm.models import GPT, sampling
+from tinyllm.models.pretrained import from_pretrained, is_pretrained_folder
 from tinyllm.nn.module import evaluating
+from tinyllm.training.checkpoint import Checkpoint, load_model
 from tinyllm.training.model_types import LANGUAGE_MODELS
 
 MASK_TOKEN = "<mask>"
@@ -62,6 +65,33 @@ class StoppableStepper:
 
     def reorder(self, rows):
         self.stepper.reorder(rows)
+
+
+def load_for_inference(path, max_bytes=None):
+    """(model in eval mode, checkpoint) from a tinyllm checkpoint (file or folder) or from a
+    Hugging Face model folder (config.json + safetensors weights, see
+    ``tinyllm.models.pretrained``). For the latter the checkpoint is built on the spot: model
+    type "gpt" or "llama", the model's config, and the folder's tokenizer or None."""
+    if not is_pretrained_folder(path):
+        return load_model(path, max_bytes=max_bytes)
+    model = from_pretrained(path)
+    checkpoint = Checkpoint(path=str(path), model_type="gpt" if isinstance(model, GPT)
+                            else "llama", model_args=asdict(model.config), model_state={},
+                            tokenizer=load_folder_tokenizer(path))
+    return model, checkpoint
+
+
+def load_folder_tokenizer(folder):
+    """The tokenizer of a Hugging Face folder: ``tokenizer.json``, or GPT-2's ``vocab.json`` +
+    ``merges.txt``, read as a ``BPETokenizer``; None when the folder holds neither."""
+    folder = Path(folder)
+    tokenizer_json = folder / "tokenizer.json"
+    vocab, merges = folder / "vocab.json", folder / "merges.txt"
+    if tokenizer_json.is_file():
+        return BPETokenizer.from_tokenizer_json(tokenizer_json)
+    if vocab.is_file() and merges.is_file():
+        return BPETokenizer.from_files(vocab, merges)
+    return None
 
 
 @dataclass
@@ -165,10 +195,37 @@ def complete(model, model_type, tokenizer, prompt, options=None, on_text=None, n
     return text
 
 
+def complete_ids(model, checkpoint, prompt_ids, options):
+    """The prompt ids followed by the language model's continuation (a list of ints), for a
+    prompt given as ids ("464,2068" or "464 2068"), as when a folder has no tokenizer."""
+    if checkpoint.model_type not in LANGUAGE_MODELS:
+        raise PromptError("--prompt-ids continues token ids with a language model (%s); "
+                          "checkpoint %s holds a %r model" % (", ".join(LANGUAGE_MODELS),
+                                                              checkpoint.path,
+                                                              checkpoint.model_type))
+    try:
+        ids = [int(i) for i in prompt_ids.replace(",", " ").split()]
+    except ValueError:
+        raise PromptError("prompt ids must be integers separated by commas or spaces, got %r"
+                          % (prompt_ids,)) from None
+    vocab_size = model.config.vocab_size
+    if not ids or min(ids) < 0 or max(ids) >= vocab_size:
+        raise PromptError("prompt ids must be one or more integers in [0, %d) (the model's "
+                          "vocabulary), got %r" % (vocab_size, prompt_ids))
+    if options.beam is not None:
+        new = sampling.beam_search(model, ids, options.max_new_tokens, beam_size=options.beam,
+                                   repetition_penalty=options.repetition_penalty)
+    else:
+        new = sampling.generate(model, ids, options.max_new_tokens, options.temperature,
+                                options.top_k, options.top_p, options.repetition_penalty,
+                                seed=options.seed)
+    return ids + [int(i) for i in new]
+
+
 def _continue(model, model_type, tokenizer, prompt, options, on_text, notice, stop=None):
     ids = encode_prompt(tokenizer, prompt)
     block_size = getattr(getattr(model, "config", None), "block_size", None)
-    if model_type == "gpt" and len(ids) > block_size:
+    if model_type in ("gpt", "llama") and len(ids) > block_size:
         notice(long_prompt_notice(len(ids), block_size))
     stepper = sampling.stepper_for(model)
     if stop is not None:

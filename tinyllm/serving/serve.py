@@ -51,9 +51,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from tinyllm.training.checkpoint import load_model
 from tinyllm.serving.inference import (GenerationOptions, GenerationStopped, PromptError,
-                                       complete, encode_prompt, long_prompt_notice, predict)
+                                       complete, encode_prompt, load_for_inference,
+                                       long_prompt_notice, predict)
 from tinyllm.serving.scheduler import GenerationJob, Scheduler, SoloJob
 
 MAX_BODY_BYTES = 64 * 1024
@@ -127,7 +127,7 @@ class ModelService:
 
     @classmethod
     def from_checkpoint(cls, path, max_batch_size=16, max_request_seconds=300.0):
-        model, checkpoint = load_model(path)
+        model, checkpoint = load_for_inference(path)      # a tinyllm or Hugging Face checkpoint
         if checkpoint.tokenizer is None:
             raise ValueError("checkpoint %s holds no tokenizer, so its model cannot read text"
                              % checkpoint.path)

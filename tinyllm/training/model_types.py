@@ -22,7 +22,7 @@ MODEL_BUILDERS = {
 }
 
 # Models that continue a text token by token (``tinyllm generate``'s sampling options apply).
-LANGUAGE_MODELS = ("gpt", "lstm")
+LANGUAGE_MODELS = ("gpt", "lstm", "llama")
 
 # The kernels (keys of tinyllm.kernels.backend.AUTO_CHOICE) that training each model calls:
 # which of them must be compiled on a first run (tinyllm.kernels.compilation).
