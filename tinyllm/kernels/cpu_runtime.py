@@ -194,27 +194,44 @@ def run_in_chunks(function, tasks, chunks_per_thread=4):
 
     ``function`` must release Python's lock (a Numba kernel compiled with ``nogil=True``) for
     the threads to run at the same time, and its ranges must write disjoint outputs. About
-    ``chunks_per_thread`` ranges per thread, each taken by the next free thread.
+    ``chunks_per_thread`` ranges per thread, each taken by the next free thread. The caller
+    waits for the ranges, not for the threads: on a busy machine a pool thread that has not
+    started yet when the caller has run every range finds nothing left, and nobody waits for
+    it. An exception in a range is raised here (the other ranges may then still be running).
     """
     threads = min(kernel_threads(), tasks)
     if threads <= 1:
         function(0, tasks)
         return
     size = -(-tasks // (threads * chunks_per_thread))
-    starts = iter(range(0, tasks, size))
+    starts = list(range(0, tasks, size))
     lock = threading.Lock()
+    all_done = threading.Event()
+    progress = {"taken": 0, "done": 0}
+    errors = []
 
     def work():
         while True:
             with lock:
-                first = next(starts, None)
-            if first is None:
+                if progress["taken"] == len(starts) or errors:
+                    return
+                first = starts[progress["taken"]]
+                progress["taken"] += 1
+            try:
+                function(first, min(first + size, tasks))
+            except BaseException as error:      # handed to the caller, not lost in a thread
+                with lock:
+                    errors.append(error)
+                all_done.set()
                 return
-            function(first, min(first + size, tasks))
+            with lock:
+                progress["done"] += 1
+                if progress["done"] == len(starts):
+                    all_done.set()
 
-    helpers = [_thread_pool().submit(work) for _ in range(threads - 1)]
-    try:
-        work()
-    finally:
-        for helper in helpers:
-            helper.result()
+    for _ in range(threads - 1):
+        _thread_pool().submit(work)
+    work()
+    all_done.wait()
+    if errors:
+        raise errors[0]
