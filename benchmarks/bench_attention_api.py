@@ -57,13 +57,13 @@ def attention_step(F, Tensor, q, k, v, grad, is_causal):
     return out
 
 
-def time_pair(functions, seconds):
+def time_pair(functions, seconds, least=3):
     """Median seconds of each function in ``functions``, called in turns until ``seconds`` of
-    the first have passed (at least 3 and at most 50 turns), after one untimed turn."""
+    the first have passed (at least ``least`` and at most 50 turns), after one untimed turn."""
     for f in functions:
         f()
     times = [[] for _ in functions]
-    while (len(times[0]) < 3 or sum(times[0]) < seconds) and len(times[0]) < 50:
+    while (len(times[0]) < least or sum(times[0]) < seconds) and len(times[0]) < 50:
         for f, record in zip(functions, times):
             started = time.perf_counter()
             f()
@@ -71,7 +71,7 @@ def time_pair(functions, seconds):
     return [statistics.median(record) for record in times]
 
 
-def bench_attention(np, tinyllm, seconds):
+def bench_attention(np, tinyllm, seconds, least):
     import tinyllm.functional as F
     from tinyllm import Tensor
     print("attention forward+backward through F.scaled_dot_product_attention, float32, D=%d"
@@ -88,7 +88,7 @@ def bench_attention(np, tinyllm, seconds):
                     with tinyllm.use_backend(backend):
                         attention_step(F, Tensor, q, k, v, grad, is_causal)
                 return run
-            numpy_s, numba_s = time_pair([on("numpy"), on("numba")], seconds)
+            numpy_s, numba_s = time_pair([on("numpy"), on("numba")], seconds, least)
             print("%4d %3d %5d %7s %10.2f %10.2f %8.2f" % (
                 B, H, T, "yes" if is_causal else "no", 1e3 * numpy_s, 1e3 * numba_s,
                 numpy_s / numba_s), flush=True)
@@ -116,11 +116,12 @@ def bench_train_step(np, tinyllm, seconds):
           "backend %s: %.2f ms" % (tinyllm.get_backend(), 1e3 * median), flush=True)
 
 
-def run_both(seconds):
+def run_both(seconds, least):
     """This script twice, in subprocesses: tinyllm first, then NumPy first."""
     for flag in ([], ["--numpy-first"]):
-        command = [sys.executable, os.path.abspath(__file__), "--seconds", str(seconds)] + flag
-        print("$ python benchmarks/bench_attention_api.py %s" % " ".join(command[2:][2:]),
+        command = [sys.executable, os.path.abspath(__file__), "--seconds", str(seconds),
+                   "--least", str(least)] + flag
+        print("$ python benchmarks/bench_attention_api.py %s" % " ".join(command[2:]),
               flush=True)
         subprocess.run(command, check=True)
         print(flush=True)
@@ -134,11 +135,13 @@ def main():
                         help="run both import orders, each in a subprocess")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="time each case for about this long (default 2)")
+    parser.add_argument("--least", type=int, default=3,
+                        help="time each case at least this many times (default 3)")
     parser.add_argument("--no-train-step", action="store_true",
                         help="skip the GPT training step")
     args = parser.parse_args()
     if args.both:
-        return run_both(args.seconds)
+        return run_both(args.seconds, args.least)
     np, tinyllm = import_in_order(args.numpy_first)
     import numba
     from tinyllm.kernels import cpu_runtime
@@ -146,7 +149,7 @@ def main():
           % ("NumPy" if args.numpy_first else "tinyllm", np.__version__, numba.__version__,
              os.cpu_count(), os.getloadavg()[0]))
     print("idle BLAS threads: %s" % cpu_runtime.describe_blas_threads())
-    bench_attention(np, tinyllm, args.seconds)
+    bench_attention(np, tinyllm, args.seconds, args.least)
     if not args.no_train_step:
         bench_train_step(np, tinyllm, args.seconds)
 
