@@ -9,7 +9,9 @@ on-disk cache); later runs load them from there. This script runs
 twice in a subprocess, both times with NUMBA_CACHE_DIR pointing at the same new temporary
 folder (so the user's own cache is neither used nor changed): the first run starts with it
 empty, the second finds it warm. It prints, for each run, the seconds from starting the command
-to the end of its first training step (read from the progress bar, "1/5") and to its end.
+to the end of its first training step (read from the progress bar, "1/5") and to its end, and
+the processor time the run used (user + system, all its threads): on a shared machine the
+wall-clock times grow with the load, the processor time much less.
 
     python benchmarks/bench_cold_start.py           # from the repository root
 """
@@ -17,6 +19,7 @@ to the end of its first training step (read from the progress bar, "1/5") and to
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,13 +31,21 @@ STEPS = 5
 FIRST_STEP = re.compile(r"\b1/%d\b" % STEPS)       # the progress bar after step 1
 
 
+def children_cpu_seconds():
+    """User + system seconds used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_train_run(cache_dir, out_dir):
-    """(seconds to the end of the first step, seconds to the end of the run) of one
-    `tinyllm train --steps 5`, with Numba's cache in ``cache_dir``."""
+    """(seconds to the end of the first step, seconds to the end of the run, processor
+    seconds of the run) of one `tinyllm train --steps 5`, with Numba's cache in
+    ``cache_dir``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "tinyllm", "train", "--steps", str(STEPS),
                "--out", str(out_dir)]
     first_step = []
+    cpu_before = children_cpu_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -56,7 +67,8 @@ def time_train_run(cache_dir, out_dir):
     reader.join()
     if status != 0:
         raise SystemExit("%s failed with exit status %d" % (" ".join(command), status))
-    return (first_step[0] if first_step else float("nan")), total
+    return (first_step[0] if first_step else float("nan")), total, \
+        children_cpu_seconds() - cpu_before
 
 
 def main():
@@ -71,10 +83,11 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         cache_dir, out_dir = Path(folder) / "numba-cache", Path(folder) / "out"
         cache_dir.mkdir()
-        print("%-12s %20s %12s" % ("Numba cache", "to first step (s)", "whole (s)"))
+        print("%-12s %20s %12s %18s" % ("Numba cache", "to first step (s)", "whole (s)",
+                                         "processor (s)"))
         for case in ("empty", "warm"):
-            first, total = time_train_run(cache_dir, out_dir)
-            print("%-12s %20.1f %12.1f" % (case, first, total), flush=True)
+            first, total, cpu = time_train_run(cache_dir, out_dir)
+            print("%-12s %20.1f %12.1f %18.1f" % (case, first, total, cpu), flush=True)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,23 @@ def test_importing_tinyllm_first_sets_the_thread_settings_before_numpy_loads():
     assert out[0] == "20"
 
 
-def test_the_blas_setting_reports_whether_it_came_in_time():
+def test_the_blas_setting_reports_whether_it_holds():
     from tinyllm.kernels import cpu_runtime
-    assert cpu_runtime.sleep_idle_blas_threads() is False    # NumPy is loaded in this process
+    if not cpu_runtime.loaded_openblas_libraries():
+        pytest.skip("NumPy does not use OpenBLAS here")
+    assert cpu_runtime.sleep_idle_blas_threads() is True     # NumPy is loaded in this process
+    assert cpu_runtime.openblas_thread_timeout() == int(os.environ["OPENBLAS_THREAD_TIMEOUT"])
+
+
+def test_importing_numpy_first_still_puts_idle_blas_threads_to_sleep():
+    code = ("import numpy; import tinyllm; from tinyllm.kernels import cpu_runtime as c; "
+            "print(c.openblas_thread_timeout(), len(c.restarted_blas_libraries)); "
+            "print(float(numpy.ones((300, 300)) @ numpy.ones(300) @ numpy.ones(300)))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    lines = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    timeout, restarted = lines[0].split()
+    if timeout == "None":
+        pytest.skip("NumPy does not use OpenBLAS here")
+    assert (timeout, restarted) == ("4", "1")
+    assert float(lines[1]) == 300.0 ** 2                     # BLAS still works after it

@@ -198,6 +198,16 @@ def add_generate_parser(commands):
     parser.set_defaults(handler=run_generate)
 
 
+def announcing_compilation(model_type):
+    """Say on stderr when the kernels that running ``model_type`` (no training) calls must be
+    compiled first, and name each as it compiles (tinyllm.kernels.compilation)."""
+    from tinyllm.kernels import compilation
+    from tinyllm.training.model_types import KERNEL_KINDS
+    return compilation.announcing_compilation(
+        KERNEL_KINDS.get(model_type, ()), lambda line: print(line, file=sys.stderr, flush=True),
+        training=False)
+
+
 def run_generate(args):
     from tinyllm.training.trainer import backend_context
     from tinyllm.serving.inference import (GenerationOptions, complete, complete_ids,
@@ -227,7 +237,7 @@ def run_generate(args):
     def notice(message):
         print("note: %s" % message, file=sys.stderr)
 
-    with backend_context(args.backend):
+    with backend_context(args.backend), announcing_compilation(checkpoint.model_type):
         if args.stream:
             if continues_prompt:
                 write(args.prompt)
@@ -273,7 +283,7 @@ def run_eval(args):
     config = TrainConfig.from_dict(checkpoint.config)
     if args.corpus is not None:
         config = replace(config, corpus=args.corpus)
-    with backend_context(args.backend):
+    with backend_context(args.backend), announcing_compilation(checkpoint.model_type):
         task = make_task(config, checkpoint.tokenizer)
         metrics = task.evaluate(model, args.batches)
     if args.json:
@@ -370,7 +380,7 @@ def run_serve(args):
     print("serving the %s model of %s on http://%s:%d (GET /health, POST %s); Ctrl-C stops"
           % (service.model_type, service.checkpoint.path, host, port,
              service.health()["endpoints"][0]), flush=True)
-    with backend_context(args.backend):
+    with backend_context(args.backend), announcing_compilation(service.model_type):
         try:
             server.serve_forever()
         except KeyboardInterrupt:

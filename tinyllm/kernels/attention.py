@@ -43,6 +43,13 @@ nothing else: had it also added them up (``total += p``), the compiler, which mu
 order of a float sum, would have run it one score at a time (about 1.5x slower forward at
 T = 64). The row's max and sum are loops of their own (``_row_max``, ``_row_sum``).
 
+Threads: the kernels are compiled without Numba's ``parallel=True`` (compiling its parallel
+loops took 7.6 s for the forward and 7.3 s for the backward, most of a first training step's
+wait). Each is a plain loop over a range of independent tasks, (batch entry, head, block of
+queries) forward and (batch entry, head) backward, compiled with ``nogil=True``, and
+``cpu_runtime.run_in_chunks`` runs ranges of tasks on all cores at once. Each task writes only
+its own rows of the outputs, so the split changes no number.
+
 The kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``
 to float rounding.
 """
@@ -52,9 +59,9 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from tinyllm.kernels import backend
+from tinyllm.kernels import backend, cpu_runtime
 from tinyllm.kernels.matmul import block_matmul_add
 from tinyllm.kernels.special import exp_float32
 
@@ -63,6 +70,14 @@ BLOCK_K = 64     # keys per block
 
 
 # ----- the NumPy references -------------------------------------------------------------------
+def _transposed(x):
+    """x with its last two axes swapped, as a C-contiguous copy. NumPy 2.4's matmul of 4-D
+    stacks takes a slow path for a swapped view: q @ k^T at B=12, H=4, T=256, D=32 took 2.3 s
+    in one run on 2 cores, where the product of the same size on contiguous arrays, P @ V,
+    took 11 ms. The copy costs one pass over x."""
+    return np.ascontiguousarray(np.swapaxes(x, -1, -2))
+
+
 def attention_mask_reference(Tq, Tk, is_causal=False, key_padding_mask=None, batch=None):
     """Boolean array broadcasting to (B, 1, Tq, Tk): True where query i may see key j."""
     allowed = np.ones((1, 1, Tq, Tk), dtype=bool)
@@ -80,7 +95,7 @@ def attention_forward_reference(q, k, v, scale, is_causal=False, key_padding_mas
     Holds the (B, H, Tq, Tk) scores: O(T^2) memory.
     """
     allowed = attention_mask_reference(q.shape[2], k.shape[2], is_causal, key_padding_mask)
-    scores = np.where(allowed, np.matmul(q, np.swapaxes(k, -1, -2)) * scale, -np.inf)
+    scores = np.where(allowed, np.matmul(q, _transposed(k)) * scale, -np.inf)
     row_max = scores.max(axis=-1, keepdims=True)
     empty = row_max == -np.inf                             # rows that see no key
     row_max = np.where(empty, 0, row_max)
@@ -97,15 +112,15 @@ def attention_backward_reference(grad_out, q, k, v, out, lse, scale, is_causal=F
                                  key_padding_mask=None):
     """(dQ, dK, dV) from the full weight matrix P = exp(S - L) (see the module docstring)."""
     allowed = attention_mask_reference(q.shape[2], k.shape[2], is_causal, key_padding_mask)
-    scores = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    scores = np.matmul(q, _transposed(k)) * scale
     finite = np.isfinite(lse)[..., None]
     weights = np.where(allowed & finite, np.exp(scores - np.where(finite, lse[..., None], 0)), 0)
-    grad_v = np.matmul(np.swapaxes(weights, -1, -2), grad_out)
-    grad_weights = np.matmul(grad_out, np.swapaxes(v, -1, -2))
+    grad_v = np.matmul(_transposed(weights), grad_out)
+    grad_weights = np.matmul(grad_out, _transposed(v))
     delta = np.sum(grad_out * out, axis=-1, keepdims=True)
     grad_scores = weights * (grad_weights - delta)
     grad_q = np.matmul(grad_scores, k) * scale
-    grad_k = np.matmul(np.swapaxes(grad_scores, -1, -2), q) * scale
+    grad_k = np.matmul(_transposed(grad_scores), q) * scale
     return (grad_q.astype(q.dtype, copy=False), grad_k.astype(q.dtype, copy=False),
             grad_v.astype(q.dtype, copy=False))
 
@@ -162,21 +177,30 @@ def _exp(x, float32_math):
     return exp_float32(x) if float32_math else math.exp(x)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse):
-    """Fused forward (online softmax) into ``out`` (B, H, Tq, Dv) and ``lse`` (B, H, Tq).
+def forward_tasks(q):
+    """How many tasks the forward has: one per (batch entry, head, block of BLOCK_Q queries)."""
+    B, H, Tq, _ = q.shape
+    return B * H * ((Tq + BLOCK_Q - 1) // BLOCK_Q)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first, stop):
+    """Fused forward (online softmax) of tasks ``first`` to ``stop - 1`` into ``out``
+    (B, H, Tq, Dv) and ``lse`` (B, H, Tq).
 
     q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), with any strides (a GPT's heads are
     strided views of one (B, T, 3C) array; every block is copied into a small contiguous
     buffer here anyway); padding is a (B, Tk) boolean array (True = padded key) or a (0, 0)
-    array for none. Tasks (batch entry, head, block of BLOCK_Q queries) run in parallel; each
-    holds m, l, acc and one block of scores. Causally masked scores get no exponential.
+    array for none. Task number ``task`` is (batch entry, head, block of BLOCK_Q queries) in
+    that order (``forward_tasks`` of them); each holds m, l, acc and one block of scores, and
+    writes only its own rows of ``out`` and ``lse``, so ranges of tasks can run on different
+    threads. Causally masked scores get no exponential.
     """
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     float32_math = q.itemsize == 4                      # float32 data: SIMD exp
     q_blocks = (Tq + BLOCK_Q - 1) // BLOCK_Q
-    for task in prange(B * H * q_blocks):
+    for task in range(first, stop):
         b, h, i0 = task // (H * q_blocks), (task // q_blocks) % H, (task % q_blocks) * BLOCK_Q
         i1 = min(i0 + BLOCK_Q, Tq)
         nq = i1 - i0
@@ -214,20 +238,22 @@ def attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse):
                 lse[b, h, i0 + r] = row_max[r] + math.log(row_sum[r])
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding,
-                             grad_q, grad_k, grad_v):
-    """Fused backward (FlashAttention-2) into grad_q, grad_k, grad_v (shapes of q, k, v).
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padding,
+                             grad_q, grad_k, grad_v, first, stop):
+    """Fused backward (FlashAttention-2) of tasks ``first`` to ``stop - 1`` into grad_q,
+    grad_k, grad_v (shapes of q, k, v).
 
-    Shapes as ``attention_forward_numba`` (any strides); lse (B, H, Tq) from the forward.
-    (Batch entry, head) pairs run in parallel. For each block of keys, dK and dV are summed
-    over all query blocks in small buffers; dQ is summed in place, key block after key block.
-    P is rebuilt from the scores and L, with no exponential for causally masked scores.
+    Shapes as ``attention_forward_tasks`` (any strides); lse (B, H, Tq) from the forward.
+    Task number ``bh`` is the (batch entry, head) pair (bh // H, bh % H), B * H of them, each
+    writing only its own head's gradients. For each block of keys, dK and dV are summed over
+    all query blocks in small buffers; dQ is summed in place, key block after key block. P is
+    rebuilt from the scores and L, with no exponential for causally masked scores.
     """
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     float32_math = q.itemsize == 4                      # float32 data: SIMD exp
-    for bh in prange(B * H):
+    for bh in range(first, stop):
         b, h = bh // H, bh % H
         delta = np.empty(Tq, dtype=q.dtype)
         for i in range(Tq):
@@ -281,8 +307,8 @@ def _any_layout_type(dtype, ndim, readonly):
     return numba.types.Array(numba.from_dtype(dtype), ndim, "A", readonly=readonly)
 
 
-def _run_for_any_layout(kernel, *args):
-    """``kernel(*args)``, compiled once for arrays of any layout.
+def _compiled_for_any_layout(kernel, *args):
+    """The compiled ``kernel`` for ``args``, compiled once for arrays of any layout.
 
     Numba compiles a kernel once per combination of argument types, and an array's type
     includes its layout: "C" (contiguous) or "A" (any strides). The heads of a GPT are strided
@@ -295,7 +321,30 @@ def _run_for_any_layout(kernel, *args):
                       if isinstance(a, np.ndarray) else numba.typeof(a) for a in args)
     if signature not in kernel.overloads:
         kernel.compile(signature)
-    kernel.overloads[signature].entry_point(*args)
+    return kernel.overloads[signature].entry_point
+
+
+def _run_on_threads(kernel, tasks, *args):
+    """``kernel(*args, first, stop)`` for ranges of ``range(tasks)`` on the kernel threads
+    (``cpu_runtime.run_in_chunks``), compiled once for arrays of any layout."""
+    compiled = _compiled_for_any_layout(kernel, *args, 0, tasks)
+    cpu_runtime.run_in_chunks(lambda first, stop: compiled(*args, first, stop), tasks)
+
+
+def attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse):
+    """Fused forward into ``out`` and ``lse``: ``attention_forward_tasks`` for every task, on
+    all kernel threads. Arguments as ``attention_forward_tasks`` without first and stop
+    (scale of q's dtype, padding from ``_padding_array``)."""
+    _run_on_threads(attention_forward_tasks, forward_tasks(q), q, k, v, scale, is_causal,
+                    padding, out, lse)
+
+
+def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding,
+                             grad_q, grad_k, grad_v):
+    """Fused backward into grad_q, grad_k, grad_v: ``attention_backward_tasks`` for every
+    (batch entry, head), on all kernel threads."""
+    _run_on_threads(attention_backward_tasks, q.shape[0] * q.shape[1], grad_out, q, k, v, out,
+                    lse, scale, is_causal, padding, grad_q, grad_k, grad_v)
 
 
 def _padding_array(key_padding_mask):
@@ -309,8 +358,8 @@ def attention_forward_fused_numba(q, k, v, scale, is_causal=False, key_padding_m
     B, H, Tq, _ = q.shape
     out = np.empty((B, H, Tq, v.shape[-1]), dtype=q.dtype)
     lse = np.empty((B, H, Tq), dtype=q.dtype)
-    _run_for_any_layout(attention_forward_numba, q, k, v, q.dtype.type(scale),
-                        bool(is_causal), _padding_array(key_padding_mask), out, lse)
+    attention_forward_numba(q, k, v, q.dtype.type(scale), bool(is_causal),
+                            _padding_array(key_padding_mask), out, lse)
     return out, lse
 
 
@@ -318,10 +367,10 @@ def attention_backward_fused_numba(grad_out, q, k, v, out, lse, scale, is_causal
                                    key_padding_mask=None):
     """(dQ, dK, dV) by ``attention_backward_numba``, for arrays as the reference."""
     grad_q, grad_k, grad_v = (np.empty(x.shape, dtype=q.dtype) for x in (q, k, v))
-    _run_for_any_layout(attention_backward_numba, grad_out.astype(q.dtype, copy=False), q, k,
-                        v, out, lse.astype(q.dtype, copy=False), q.dtype.type(scale),
-                        bool(is_causal), _padding_array(key_padding_mask),
-                        grad_q, grad_k, grad_v)
+    attention_backward_numba(grad_out.astype(q.dtype, copy=False), q, k, v, out,
+                             lse.astype(q.dtype, copy=False), q.dtype.type(scale),
+                             bool(is_causal), _padding_array(key_padding_mask),
+                             grad_q, grad_k, grad_v)
     return grad_q, grad_k, grad_v
 
 

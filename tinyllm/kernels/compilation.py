@@ -8,9 +8,9 @@ one data file (``.nbc``) per compiled version, beside the kernel's source in
 later process loads it from there in milliseconds; the cache is stale (and the kernel compiled
 again) when the source file changes.
 
-On a first run the compilation takes seconds per kernel, before the first training step,
-so ``tinyllm train`` announces it (``announcement``) and names each kernel as it starts
-compiling (``reporting_compilation``).
+On a first run the compilation takes seconds per kernel, before the first training step or
+the first generated token, so ``tinyllm train``, ``generate``, ``eval`` and ``serve`` announce
+it and name each kernel as it starts compiling (``announcing_compilation``).
 """
 
 import contextlib
@@ -24,8 +24,8 @@ from tinyllm.kernels import backend
 # Xeon (benchmarks/RESULTS.md, "Cold start"; the kernels they call, like block_matmul_add,
 # included).
 KERNELS = {
-    "attention": {"attention.attention_forward_numba": 7.6,
-                  "attention.attention_backward_numba": 7.3},
+    "attention": {"attention.attention_forward_tasks": 4.0,
+                  "attention.attention_backward_tasks": 3.0},
     "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 0.7},
     "layer_norm": {"layer_norm._layer_norm_forward_rows": 0.5,
                    "layer_norm._layer_norm_backward_rows": 0.6},
@@ -56,22 +56,29 @@ def is_cached(name):
     return any(index.stat().st_mtime >= source.stat().st_mtime for index in indexes)
 
 
-def kernels_used(kinds):
+# Words in the names of the kernels that only training runs (gradients, the optimizer):
+# ``tinyllm generate``, ``eval`` and ``serve`` never compile them.
+TRAINING_ONLY = ("backward", "adam")
+
+
+def kernels_used(kinds, training=True):
     """The compiled kernels behind the backend choices ``kinds`` (keys of AUTO_CHOICE) that
-    run on Numba under the current backend."""
+    run on Numba under the current backend (without the gradient and optimizer kernels when
+    ``training`` is False)."""
     return [name for kind in kinds if backend.resolve(kind) == "numba"
-            for name in KERNELS[kind]]
+            for name in KERNELS[kind]
+            if training or not any(word in name for word in TRAINING_ONLY)]
 
 
-def uncached(kinds):
+def uncached(kinds, training=True):
     """The kernels of ``kinds`` that will run on Numba and are not in its cache yet."""
-    return [name for name in kernels_used(kinds) if not is_cached(name)]
+    return [name for name in kernels_used(kinds, training) if not is_cached(name)]
 
 
-def announcement(kinds):
+def announcement(kinds, training=True):
     """The line to print before a run that uses ``kinds`` when some of their kernels must be
     compiled first, or None when all are cached (or none runs on Numba)."""
-    missing = uncached(kinds)
+    missing = uncached(kinds, training)
     if not missing:
         return None
     seconds = sum(KERNELS[kind][name] for kind in kinds for name in KERNELS[kind]
@@ -105,3 +112,15 @@ def reporting_compilation(report, expected=None):
     with event.install_listener("numba:compile", Listener()):
         yield
 
+
+
+@contextlib.contextmanager
+def announcing_compilation(kinds, report, training=True):
+    """For a run that uses the kernels ``kinds`` (``training``: also their gradients and the
+    optimizer): ``report`` the ``announcement`` first when some must be compiled, then,
+    inside the block, each kernel as it starts compiling (``reporting_compilation``)."""
+    missing = uncached(kinds, training)
+    if missing:
+        report(announcement(kinds, training))
+    with reporting_compilation(report, expected=len(missing) or None):
+        yield

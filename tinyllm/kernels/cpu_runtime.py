@@ -1,4 +1,5 @@
-"""Three process-wide settings that decide how fast a training step runs on a CPU.
+"""Three process-wide settings that decide how fast a training step runs on a CPU, and the small
+thread pool that runs the fused attention kernels (``run_in_chunks``).
 
 They are applied once, when tinyllm is imported (``tinyllm/__init__.py`` imports this module
 first, before NumPy), and each keeps a value the user set in the environment.
@@ -27,13 +28,21 @@ first, before NumPy), and each keeps a value the user set in the environment.
    about one core: measured, a Numba matmul right after a BLAS call ran at 115 GFLOP/s instead
    of 200, and a GPT step took 43 ms instead of 34. ``OPENBLAS_THREAD_TIMEOUT=4`` (2^4 cycles,
    the smallest value) makes them sleep almost at once. OpenBLAS reads the variable when it is
-   loaded, that is when NumPy is first imported: in a program that imports NumPy before
-   tinyllm it has no effect, and should be set in the environment instead.
+   loaded, that is when NumPy is first imported. In a program that imported NumPy before
+   tinyllm, ``restart_openblas_threads`` applies it anyway: it finds the OpenBLAS library
+   that NumPy loaded (in ``/proc/self/maps``, on Linux) and, through three functions that
+   library exports, re-reads the environment (``openblas_read_env``), stops its threads
+   (``blas_thread_shutdown_``, what OpenBLAS itself runs before a ``fork``) and starts them
+   again (``blas_thread_init``), now with the short timeout. Measured: after a BLAS product the
+   process used 23% of a core during the next 50 ms when NumPy came first, 0.1% after the
+   restart, the same as with tinyllm first.
 """
 
+import concurrent.futures
 import ctypes
 import os
 import sys
+import threading
 
 M_TRIM_THRESHOLD = -1           # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -59,10 +68,73 @@ def sleep_idle_openmp_threads():
 def sleep_idle_blas_threads():
     """Set ``OPENBLAS_THREAD_TIMEOUT=4`` unless the environment already says otherwise.
 
-    Returns True when OpenBLAS will see it: NumPy was not imported yet.
+    Returns True when OpenBLAS follows the variable: NumPy was not imported yet (OpenBLAS will
+    read it when it loads), the user had set it before NumPy loaded, or NumPy's OpenBLAS was
+    found and its threads restarted with it (``restart_openblas_threads``).
     """
+    users_own = "OPENBLAS_THREAD_TIMEOUT" in os.environ and \
+        "OPENBLAS_THREAD_TIMEOUT" not in variables_set
     _set_default("OPENBLAS_THREAD_TIMEOUT", "4")
-    return "numpy" not in sys.modules
+    if "numpy" not in sys.modules or users_own:
+        return True
+    return len(restart_openblas_threads()) > 0
+
+
+# The OpenBLAS libraries whose threads restart_openblas_threads restarted (their paths).
+restarted_blas_libraries = []
+
+
+def loaded_openblas_libraries():
+    """Paths of the OpenBLAS shared libraries loaded in this process (NumPy's is named like
+    ``libscipy_openblas64_-....so``), read from ``/proc/self/maps``; [] where there is none or
+    no ``/proc`` (macOS, Windows)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if len(line.split()) >= 6}
+    except OSError:
+        return []
+    return sorted(p for p in paths if "openblas" in os.path.basename(p).lower()
+                  and ".so" in os.path.basename(p))
+
+
+def restart_openblas_threads():
+    """Make the loaded OpenBLAS libraries read ``OPENBLAS_THREAD_TIMEOUT`` again and restart
+    their threads, which then sleep as soon as they are idle. Done once per process; returns
+    the paths of the libraries restarted (also kept in ``restarted_blas_libraries``)."""
+    if restarted_blas_libraries:
+        return restarted_blas_libraries
+    for path in loaded_openblas_libraries():
+        try:
+            library = ctypes.CDLL(path)         # already loaded: the same handle, no new copy
+            functions = (library.openblas_read_env, library.blas_thread_shutdown_,
+                         library.blas_thread_init)
+        except (OSError, AttributeError):       # another build, without these functions
+            continue
+        for function in functions:
+            function()
+        restarted_blas_libraries.append(path)
+    return restarted_blas_libraries
+
+
+def openblas_thread_timeout():
+    """The thread timeout (a power of 2, in processor cycles) that the first loaded OpenBLAS
+    has read from the environment, or None without one: 4 once tinyllm's setting holds."""
+    for path in loaded_openblas_libraries():
+        try:
+            return ctypes.CDLL(path).openblas_thread_timeout()
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def describe_blas_threads():
+    """One line on how OpenBLAS's idle threads behave, for benchmarks and ``tinyllm info``."""
+    timeout = openblas_thread_timeout()
+    if timeout is None:
+        return "no OpenBLAS found"
+    how = ("restarted by tinyllm (NumPy was imported first)" if restarted_blas_libraries
+           else "as loaded")
+    return "OpenBLAS thread timeout %s (%s)" % (timeout or "default (2^28 cycles)", how)
 
 
 def keep_freed_memory():
@@ -84,3 +156,82 @@ def keep_freed_memory():
 sleep_idle_openmp_threads()
 sleep_idle_blas_threads()
 keep_freed_memory()
+
+
+# ----- the thread pool of the attention kernels -------------------------------------------------
+# Numba's ``parallel=True`` compiles a loop into OpenMP tasks, and that compilation took half of a
+# first training step's 20 s (7.6 s for the attention forward, 7.3 s for the backward on 2
+# cores). The attention kernels are compiled without it, with ``nogil=True`` (they let go of
+# Python's lock while they run), and take a range of tasks (first, stop); ``run_in_chunks``
+# runs the ranges on a few threads. The chunks are handed out as threads become free, so a
+# thread that shares its core with another program takes fewer of them instead of holding
+# up the others at the end, as a fixed split does.
+_pool = None
+_pool_pid = None
+
+
+def kernel_threads():
+    """How many threads ``run_in_chunks`` uses: Numba's thread count (``NUMBA_NUM_THREADS``,
+    by default the number of cores)."""
+    from numba import config
+    return max(1, int(config.NUMBA_NUM_THREADS))
+
+
+def _thread_pool():
+    """The pool's kernel_threads() - 1 threads (the calling thread is the last), made on first
+    use and again in a child process after ``fork`` (which copies no threads)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, kernel_threads() - 1),
+                                                      thread_name_prefix="tinyllm-kernel")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def run_in_chunks(function, tasks, chunks_per_thread=4):
+    """Call ``function(first, stop)`` for consecutive ranges that cover ``range(tasks)``, on
+    the calling thread and the pool's threads at once; returns when all are done.
+
+    ``function`` must release Python's lock (a Numba kernel compiled with ``nogil=True``) for
+    the threads to run at the same time, and its ranges must write disjoint outputs. About
+    ``chunks_per_thread`` ranges per thread, each taken by the next free thread. The caller
+    waits for the ranges, not for the threads: on a busy machine a pool thread that has not
+    started yet when the caller has run every range finds nothing left, and nobody waits for
+    it. An exception in a range is raised here (the other ranges may then still be running).
+    """
+    threads = min(kernel_threads(), tasks)
+    if threads <= 1:
+        function(0, tasks)
+        return
+    size = -(-tasks // (threads * chunks_per_thread))
+    starts = list(range(0, tasks, size))
+    lock = threading.Lock()
+    all_done = threading.Event()
+    progress = {"taken": 0, "done": 0}
+    errors = []
+
+    def work():
+        while True:
+            with lock:
+                if progress["taken"] == len(starts) or errors:
+                    return
+                first = starts[progress["taken"]]
+                progress["taken"] += 1
+            try:
+                function(first, min(first + size, tasks))
+            except BaseException as error:      # handed to the caller, not lost in a thread
+                with lock:
+                    errors.append(error)
+                all_done.set()
+                return
+            with lock:
+                progress["done"] += 1
+                if progress["done"] == len(starts):
+                    all_done.set()
+
+    for _ in range(threads - 1):
+        _thread_pool().submit(work)
+    work()
+    all_done.wait()
+    if errors:
+        raise errors[0]

@@ -334,11 +334,8 @@ class Trainer:
     def _reporting_compilation(self):
         """Say, before a first run compiles the Numba kernels, that it does, how long it may
         take and where the result is kept; then name each kernel as it starts compiling."""
-        kinds = KERNEL_KINDS.get(self.task.model_type, ())
-        missing = compilation.uncached(kinds)
-        if missing:
-            self.log(compilation.announcement(kinds))
-        return compilation.reporting_compilation(self.log, expected=len(missing) or None)
+        return compilation.announcing_compilation(KERNEL_KINDS.get(self.task.model_type, ()),
+                                                  self.log)
 
     def _print_sample(self):
         """Log the sample text at the current step and return it (None when turned off)."""
