@@ -43,7 +43,7 @@ def time_train_run(cache_dir, out_dir):
     ``cache_dir``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
     command = [sys.executable, "-m", "tinyllm", "train", "--steps", str(STEPS),
-               "--out", str(out_dir)]
+               "--out", str(out_dir), "--overwrite"]
     first_step = []
     cpu_before = children_cpu_seconds()
     started = time.perf_counter()
