@@ -33,6 +33,7 @@ STATE_FILE = ".tinyllm-course.json"     # beside mytl/: hints seen, steps on the
 STEP_ORDER = ("autograd", "elementwise", "tensor_ops", "losses", "optim", "mlp", "embedding",
               "attention", "lstm", "gpt", "bpe", "bpe_gpt2", "decoding", "pretraining", "kernels",
               "evaluation", "training", "errata",
+              "modern_decoder",
               "posttraining", "distributed")
 
 
