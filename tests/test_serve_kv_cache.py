@@ -35,9 +35,10 @@ def test_a_batched_decode_gives_each_row_the_logits_of_its_own_context():
     contexts = [list(rng.integers(0, 11, size=n)) for n in (1, 7, 3, 5)]
     cache = RequestKVCache(model, rows=6)
     slots = [4, 0, 5, 2]                                   # any free rows, in any order
-    for slot, context in zip(slots, contexts):
+    first = cache.prefill(slots, contexts)                 # padded to 7 positions
+    for context, row in zip(contexts, first):
         alone = model(np.array([context]))[0].data[0, -1]
-        np.testing.assert_allclose(cache.prefill(slot, context), alone, rtol=1e-12)
+        np.testing.assert_allclose(row, alone, rtol=1e-12, atol=1e-14)
     tokens = [3, 9, 0, 6]
     logits = cache.decode(slots, tokens, [len(c) for c in contexts])
     assert logits.shape == (4, 11)
@@ -51,8 +52,8 @@ def test_decode_matches_the_re_read_of_every_context_for_several_steps():
     rng = np.random.default_rng(1)
     contexts = [list(rng.integers(0, 11, size=n)) for n in (2, 5, 1)]
     cache = RequestKVCache(model, rows=3)
-    for slot, context in enumerate(contexts):
-        cache.prefill(slot, context)
+    cache.prefill([0], contexts[:1])                       # prefills at different steps
+    cache.prefill([2, 1], [contexts[2], contexts[1]])
     for _ in range(3):                                     # 5 + 3 = block_size 8 at the end
         tokens = list(rng.integers(0, 11, size=3))
         logits = cache.decode([0, 1, 2], tokens, [len(c) for c in contexts])
@@ -62,15 +63,15 @@ def test_decode_matches_the_re_read_of_every_context_for_several_steps():
 
 
 class Spy:
-    """Records the calls of RequestKVCache.prefill (context lengths) and decode (batch sizes)."""
+    """Records what RequestKVCache.prefill reads (context lengths) and decode (batch sizes)."""
 
     def __init__(self, monkeypatch):
         self.prefills, self.decodes = [], []
         prefill, decode = RequestKVCache.prefill, RequestKVCache.decode
 
-        def spy_prefill(cache, slot, context):
-            self.prefills.append(len(context))
-            return prefill(cache, slot, context)
+        def spy_prefill(cache, slots, contexts):
+            self.prefills.extend(len(context) for context in contexts)
+            return prefill(cache, slots, contexts)
 
         def spy_decode(cache, slots, tokens, positions):
             self.decodes.append(len(slots))

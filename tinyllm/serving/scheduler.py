@@ -10,8 +10,8 @@ options). The scheduler's thread loops:
 2. step: ONE decode pass for all active jobs, short and long together, on a key-value
    cache (``RequestKVCache``): each job owns a row of the cache, which holds the keys and
    values of its tokens so far, so the pass reads only each job's newest token, at that job's
-   own position, against its own cached keys (``RequestKVCache.decode``). A newly admitted
-   job first reads its prompt alone, once, into its row (``RequestKVCache.prefill``); a job
+   own position, against its own cached keys (``RequestKVCache.decode``). Newly admitted
+   jobs first read their prompts, once, into their rows (``RequestKVCache.prefill``); a job
    whose ids no longer fit in ``block_size`` re-reads its last ``block_size`` ids every step
    (``gpt_next_token_logits``), the rule of ``sampling.CachedStepper``. Each job then picks
    its token with its own options and its own random generator, exactly as
@@ -84,10 +84,11 @@ class RequestKVCache:
     """The keys and values of every active request, one row ("slot") per request, each row
     with its own length: continuous batching on a KV cache.
 
-    ``cache``: a ``KVCache`` of ``rows`` sequences of up to block_size positions,
-    keys and values (n_layer, rows, nh, block_size, hs). A request takes a free slot
-    (``take``), reads its prompt into it once (``prefill``), then adds one position a step
-    (``decode``, batched over requests) and gives the slot back when it leaves (``release``).
+    ``cache``: a ``KVCache`` of ``rows`` sequences of up to block_size positions, keys and
+    values (n_layer, rows, nh, block_size, hs). A request takes a free slot (``take``), reads
+    its prompt into it once (``prefill``, batched over the requests admitted together), then
+    adds one position a step (``decode``, batched over requests) and gives the slot back when
+    it leaves (``release``).
     NumPy allocates the zeros lazily (the operating system maps a page when it is first
     written), so memory grows with the positions really stored, not with rows * block_size.
     """
@@ -103,16 +104,34 @@ class RequestKVCache:
     def release(self, slot):
         self.free.append(slot)
 
-    def prefill(self, slot, context):
-        """Read ``context`` (P <= block_size ids) alone, as ``CachedStepper.start`` does, and
-        store its keys and values at positions 0..P-1 of row ``slot``; its next-token logits
-        (V,)."""
-        P = len(context)
-        own = self.model.new_cache(1, P)
-        logits = self.model(np.array([context], dtype=np.int64), cache=own)[0].data[0, -1]
-        self.cache.keys.data[:, slot, :, :P] = own.keys.data[:, 0]
-        self.cache.values.data[:, slot, :, :P] = own.values.data[:, 0]
-        return logits
+    def prefill(self, slots, contexts):
+        """Read the contexts (B lists of P_b <= block_size ids) in one pass, storing context
+        b's keys and values at positions 0..P_b - 1 of row ``slots[b]``; the next-token logits
+        (B, V).
+
+        As in ``gpt_next_token_logits``, the contexts are padded on the right to
+        T = max_b P_b and read through the GPT blocks with a fresh ``KVCache`` of T positions
+        (``CachedStepper.start`` for several prompts at once); row b's logits are those of
+        its last real position P_b - 1. Causal attention keeps the padding out of every real
+        position. The padding's own keys and values land at positions P_b..T-1 of the row,
+        where ``decode`` masks them (keys j > p_b) until it overwrites them one by one.
+        """
+        model = self.model
+        lengths = np.array([len(context) for context in contexts], dtype=np.int64)
+        B, T = len(contexts), int(lengths.max())
+        ids = np.zeros((B, T), dtype=np.int64)             # id 0 pads
+        for b, context in enumerate(contexts):
+            ids[b, :lengths[b]] = context
+        own = model.new_cache(B, T)
+        transformer = model.transformer
+        x = transformer.wte(ids) + transformer.wpe(np.arange(T))                # (B, T, C)
+        for layer, block in enumerate(transformer.h):
+            x = block(x, own, layer)
+        x = transformer.ln_f(x[np.arange(B), lengths - 1])                      # (B, C)
+        slots = np.asarray(slots, dtype=np.int64)
+        self.cache.keys.data[:, slots, :, :T] = own.keys.data
+        self.cache.values.data[:, slots, :, :T] = own.values.data
+        return model.lm_head(x).data                                            # (B, V)
 
     def decode(self, slots, tokens, positions):
         """One new token per request, all in one pass: request b feeds ``tokens[b]`` at position
@@ -357,8 +376,8 @@ class Scheduler:
         """The next-token logits (B, V) of ``jobs``, in order.
 
         With the cache, each job is in one of three states: new (no slot yet): its context
-        is read alone into a free row (prefill); cached: its newest token joins the one
-        batched ``decode``; past block_size (more than block_size ids): its row is freed and
+        is read into a free row (one batched prefill for all new jobs); cached: its newest
+        token joins the one batched ``decode``; past block_size (more than block_size ids): its row is freed and
         its last block_size ids are re-read, in one batch with the others past block_size.
         """
         if not self.use_cache:
@@ -366,16 +385,21 @@ class Scheduler:
         if self.cache is None:
             self.cache = RequestKVCache(self.model, self.max_batch_size)
         logits = [None] * len(jobs)
-        decoding, rereading = [], []
+        prefilling, decoding, rereading = [], [], []
         for b, job in enumerate(jobs):
             if len(job.ids) > self.block_size:
                 self._release_slot(job)
                 rereading.append(b)
             elif job.slot is None:
                 job.slot = self.cache.take()
-                logits[b] = self.cache.prefill(job.slot, job.ids)
+                prefilling.append(b)
             else:
                 decoding.append(b)
+        if prefilling:
+            rows = self.cache.prefill([jobs[b].slot for b in prefilling],
+                                      [jobs[b].ids for b in prefilling])
+            for b, row in zip(prefilling, rows):
+                logits[b] = row
         if decoding:
             rows = self.cache.decode([jobs[b].slot for b in decoding],
                                      [jobs[b].ids[-1] for b in decoding],
