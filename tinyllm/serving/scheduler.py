@@ -377,8 +377,9 @@ class Scheduler:
 
         With the cache, each job is in one of three states: new (no slot yet): its context
         is read into a free row (one batched prefill for all new jobs); cached: its newest
-        token joins the one batched ``decode``; past block_size (more than block_size ids): its row is freed and
-        its last block_size ids are re-read, in one batch with the others past block_size.
+        token joins the one batched ``decode``; past block_size (more than block_size ids):
+        its row is freed and its last block_size ids are re-read, in one batch with the
+        others past block_size (every position of its window moves each step).
         """
         if not self.use_cache:
             return self._reread_logits(jobs)
