@@ -277,8 +277,8 @@ class KVCache:
 
     def __init__(self, n_layer, batch_size, n_kv_head, max_len, head_dim, dtype=np.float32):
         shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
-        self.keys = Tensor(np.zeros(shape, dtype=dtype))
-        self.values = Tensor(np.zeros(shape, dtype=dtype))
+        self.keys = Tensor(np.zeros(shape, dtype=dtype), dtype=dtype)
+        self.values = Tensor(np.zeros(shape, dtype=dtype), dtype=dtype)
         self.length = 0
         self.max_len = max_len
 
@@ -304,8 +304,8 @@ class KVCache:
 
     def reorder(self, rows):
         """Keep the sequences ``rows`` (beam search's survivors, repeats allowed), in order."""
-        self.keys = Tensor(self.keys.data[:, rows])
-        self.values = Tensor(self.values.data[:, rows])
+        self.keys = Tensor(self.keys.data[:, rows], dtype=self.keys.dtype)
+        self.values = Tensor(self.values.data[:, rows], dtype=self.values.dtype)
 
     def nbytes_per_token(self):
         """Bytes the cache holds per position of one sequence: 2 n_layer H_kv D itemsize."""

@@ -28,7 +28,8 @@ How the server stays fair under load (``ServerLimits`` holds the numbers):
 - a whole request (request line, headers, body) must arrive within ``read_timeout`` seconds,
   however it trickles in (a client sending a byte every few seconds is cut off with 408);
 - a request's thread hands generation to the ``Scheduler`` (``scheduler.py``), the one thread
-  that runs the model: GPT requests share one forward pass per token (continuous batching);
+  that runs the model: GPT requests share one forward pass per token (continuous batching),
+  each with its own rows of a key-value cache;
   while it waits, the request's thread checks its socket every 50 ms and cancels the work when
   the client has gone; no request may use more than ``max_request_seconds``;
 - a client that goes away is not an error: nothing is printed for it; ``verbose=False``
