@@ -4,7 +4,9 @@
     python benchmarks/bench_serve.py --quick     # fewer requests
 
 The model is a GPT with random weights (what it writes does not matter here, only how long it
-takes): n_layer 2, n_head 2, n_embd 64, block_size 64, a character vocabulary. The same
+takes): n_layer 2, n_head 2, n_embd 64, block_size 256 (so that a
+long request of 200 new tokens stays within the context and its keys and values stay cached),
+a character vocabulary. The same
 checkpoint is served twice, each time by a server in a subprocess of its own (so that the
 clients' threads do not share its interpreter lock):
 
@@ -42,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TEXT = ("def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n    y: int = 0\n"
         "for i in range(10):\n    print(i)\n")
-CONFIG = dict(block_size=64, n_layer=2, n_head=2, n_embd=64)
+CONFIG = dict(block_size=256, n_layer=2, n_head=2, n_embd=64)    # a long request fits its context
 LONG_TOKENS = 200
 
 
