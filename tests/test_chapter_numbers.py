@@ -7,8 +7,7 @@ or as a longer number that rounds to it (0.10536 -> 0.105). When a notebook is r
 a number moves, this test names the chapter number that no longer matches.
 
 A few numbers are worked out in the text itself (0.965^100 = 0.028) or are not measurements
-(an arXiv id); they are listed below with the reason. Chapter 11's performance figures are
-quoted from benchmarks/RESULTS.md and are listed as such until its notebook measures them.
+(an arXiv id); they are listed below with the reason.
 """
 
 import json
@@ -42,7 +41,7 @@ IN_THE_TEXT = {
                                       "2005.14165": "an arXiv id"},
     "12-evaluation-and-deployment": {"6.585": "log2 of 96, worked in the table"},
 }
-FROM_RESULTS_MD = {"11-kernels-and-performance"}     # quoted from benchmarks/RESULTS.md
+FROM_RESULTS_MD = set()     # chapters that quote benchmarks/RESULTS.md instead of their notebook
 
 
 def prose(path):
