@@ -51,8 +51,9 @@ def check_threads(threads, kernel):
 def block_reduce(value, scratch, take_max):
     """The max (``take_max``) or the sum of ``value`` over the block's threads, returned to
     every thread: a tree in the shared array ``scratch`` (at least one number per thread).
-    THREADS numbers, then THREADS/2 sums of pairs, ..., then one, in log2(threads) steps with
-    a barrier (``cuda.syncthreads``) after each; the block size must be a power of two."""
+    One number per thread, then half as many sums (or maxima) of pairs, ..., then one, in
+    log2(threads) steps with a barrier (``cuda.syncthreads``) after each; the number of threads
+    in the block must be a power of two."""
     t = cuda.threadIdx.x
     scratch[t] = value
     cuda.syncthreads()
@@ -86,10 +87,11 @@ def _recompiled(kernel, constants):
 def recompiled(kernel, **constants):
     """``kernel`` (a ``@cuda.jit`` function) compiled with other values of the module constants
     it reads, e.g. ``recompiled(matmul_tiled, TILE=8, MICRO=2, DEPTH=4)``: the same Python code
-    with those names bound to the new values (Numba reads a kernel's global constants when it
-    compiles it). ``kernel`` itself when nothing changes; one compilation per set of values.
-    The device functions a kernel calls keep their own module's values, so they take sizes
-    from the shapes of the arrays they are given."""
+    run in a copy of its module's namespace with those names bound to the new values (Numba
+    reads a kernel's global constants when it compiles it; the module is left as it was).
+    ``kernel`` itself when nothing changes; one compilation per set of values. The device
+    functions a kernel calls keep their own module's values, so they take sizes from the
+    shapes of the arrays they are given."""
     current = kernel.py_func.__globals__
     unknown = sorted(set(constants) - set(current))
     if unknown:
