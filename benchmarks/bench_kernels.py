@@ -273,7 +273,7 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
         return
     from numba import cuda
 
-    from tinyllm.kernels.cuda.attention import launch_sizes, make_attention_kernels
+    from tinyllm.kernels.cuda.attention import attention_kernels, launch_sizes
     from tinyllm.kernels.cuda.matmul import matmul_cuda_device
     from tinyllm.kernels.cuda.transfers import count_transfers, to_device, to_host
 
@@ -318,7 +318,7 @@ def bench_gpu(n=4096, attention_shape=(12, 4, 1024, 64), repeats=5):
     d_lse = cuda.device_array((B * H, T), np.float32)
     q_host = np.empty((1, 1, 1, D), np.float32)
     block_q, block_k, max_d = launch_sizes(q_host, q_host)
-    forward = make_attention_kernels(np.dtype(np.float32), block_q, block_k, max_d)[0]
+    forward = attention_kernels(block_q, block_k, max_d)[0]
     d_padding = cuda.to_device(np.zeros((1, 1), dtype=np.bool_))
 
     def fused_forward():

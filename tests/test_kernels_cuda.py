@@ -142,7 +142,7 @@ def test_the_cuda_backend_routes_matmul_and_attention_to_the_gpu_kernels():
                                rtol=1e-10, atol=1e-10)
 
 
-# ----- the training-path kernels (cuda_fused) -------------------------------------------------
+# ----- the training-path kernels -------------------------------------------------------------
 FEW_THREADS = dict(threads=8)       # 8 threads per block: rows of 1-37 columns cover the
                                     # cases fewer columns than threads, equal, and several each
 
@@ -155,13 +155,13 @@ def fused_tolerance(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N,V", [(1, 1), (3, 7), (5, 8), (4, 37)])
 def test_cuda_softmax_cross_entropy_matches_the_reference(N, V, dtype):
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.softmax_cross_entropy import softmax_cross_entropy_cuda
     rng = rng_for(N * V)
     logits = (3 * rng.standard_normal((N, V))).astype(dtype)
     targets = rng.integers(0, V, size=N)
     if N > 1:
         targets[1] = -100                               # an ignored row
-    loss, grad = cuda_fused.softmax_cross_entropy_cuda(logits, targets, **FEW_THREADS)
+    loss, grad = softmax_cross_entropy_cuda(logits, targets, **FEW_THREADS)
     ref_loss, ref_grad = softmax_cross_entropy.softmax_cross_entropy_reference(logits, targets)
     assert grad.dtype == dtype and loss.dtype == dtype
     np.testing.assert_allclose(loss, ref_loss, **fused_tolerance(dtype))
@@ -170,9 +170,9 @@ def test_cuda_softmax_cross_entropy_matches_the_reference(N, V, dtype):
 
 @needs_cuda
 def test_cuda_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_gradient():
-    from tinyllm.kernels.cuda import fused as cuda_fused
-    loss, grad = cuda_fused.softmax_cross_entropy_cuda(np.ones((2, 5)), np.array([-100, -100]),
-                                                       **FEW_THREADS)
+    from tinyllm.kernels.cuda.softmax_cross_entropy import softmax_cross_entropy_cuda
+    loss, grad = softmax_cross_entropy_cuda(np.ones((2, 5)), np.array([-100, -100]),
+                                            **FEW_THREADS)
     assert np.isnan(loss) and not grad.any()
 
 
@@ -181,19 +181,19 @@ def test_cuda_softmax_cross_entropy_with_every_row_ignored_is_nan_with_zero_grad
 @pytest.mark.parametrize("N,C", [(1, 1), (3, 7), (5, 8), (9, 37)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_cuda_layer_norm_matches_the_reference(N, C, affine, dtype, monkeypatch):
-    from tinyllm.kernels.cuda import fused as cuda_fused
-    monkeypatch.setattr(cuda_fused, "ROWS_PER_CHUNK", 4)    # 9 rows: chunks of 4, 4 and 1
+    from tinyllm.kernels.cuda import layer_norm as cuda_layer_norm
+    monkeypatch.setattr(cuda_layer_norm, "ROWS_PER_CHUNK", 4)    # 9 rows: chunks of 4, 4 and 1
     rng = rng_for(N + C)
     x = (rng.standard_normal((N, C)) + 2).astype(dtype)
     weight = rng.standard_normal(C).astype(dtype) if affine else None
     bias = rng.standard_normal(C).astype(dtype) if affine else None
-    got = cuda_fused.layer_norm_forward_cuda(x, weight, bias, **FEW_THREADS)
+    got = cuda_layer_norm.layer_norm_forward_cuda(x, weight, bias, **FEW_THREADS)
     want = layer_norm.layer_norm_forward_reference(x, weight, bias)
     for name, g, w in zip(["y", "mean", "rstd"], got, want):
         np.testing.assert_allclose(g, w, err_msg=name, **fused_tolerance(dtype))
     grad_y = rng.standard_normal((N, C)).astype(dtype)
     _, mean, rstd = want
-    got = cuda_fused.layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, **FEW_THREADS)
+    got = cuda_layer_norm.layer_norm_backward_cuda(grad_y, x, mean, rstd, weight, **FEW_THREADS)
     want = layer_norm.layer_norm_backward_reference(grad_y, x, mean, rstd, weight)
     for name, g, w in zip(["grad_x", "grad_weight", "grad_bias"], got, want):
         assert g.dtype == dtype, name
@@ -205,12 +205,12 @@ def test_cuda_layer_norm_matches_the_reference(N, C, affine, dtype, monkeypatch)
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("shape", [(1,), (3, 7), (2, 5, 9)])
 def test_cuda_gelu_matches_the_reference(shape, approximate, dtype):
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.gelu import gelu_backward_cuda, gelu_forward_cuda
     rng = rng_for(len(shape))
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     grad_y = rng.standard_normal(shape).astype(dtype)
-    y = cuda_fused.gelu_forward_cuda(x, approximate, **FEW_THREADS)
-    grad_x = cuda_fused.gelu_backward_cuda(grad_y, x, approximate, **FEW_THREADS)
+    y = gelu_forward_cuda(x, approximate, **FEW_THREADS)
+    grad_x = gelu_backward_cuda(grad_y, x, approximate, **FEW_THREADS)
     assert y.shape == shape and y.dtype == dtype and grad_x.dtype == dtype
     np.testing.assert_allclose(y, gelu.gelu_forward_reference(x, approximate),
                                **fused_tolerance(dtype))
@@ -222,7 +222,7 @@ def test_cuda_gelu_matches_the_reference(shape, approximate, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decoupled,weight_decay", [(False, 0.0), (False, 0.1), (True, 0.1)])
 def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay, dtype):
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.adam import adam_update_cuda
     rng = rng_for(7)
     ours = [rng.standard_normal((3, 11)).astype(dtype) for _ in range(3)]
     ours[2] = np.abs(ours[2])                               # exp_avg_sq >= 0
@@ -230,8 +230,8 @@ def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay
     before = [a.copy() for a in ours]
     for step in (1, 2, 3):
         grad = rng.standard_normal((3, 11)).astype(dtype)
-        cuda_fused.adam_update_cuda(ours[0], grad, ours[1], ours[2], step, 1e-2, 0.9, 0.99,
-                                    1e-8, weight_decay, decoupled, **FEW_THREADS)
+        adam_update_cuda(ours[0], grad, ours[1], ours[2], step, 1e-2, 0.9, 0.99, 1e-8,
+                         weight_decay, decoupled, **FEW_THREADS)
         adam.adam_update_reference(theirs[0], grad, theirs[1], theirs[2], step, 1e-2, 0.9,
                                     0.99, 1e-8, weight_decay, decoupled)
     for name, a, b, old in zip(["param", "exp_avg", "exp_avg_sq"], ours, theirs, before):
@@ -241,20 +241,20 @@ def test_cuda_adam_update_matches_the_reference_in_place(decoupled, weight_decay
 
 @needs_cuda
 def test_cuda_adam_update_rejects_a_non_contiguous_parameter():
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.adam import adam_update_cuda
     p = np.zeros((4, 4))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
-        cuda_fused.adam_update_cuda(p, p, p, p, 1, 1e-3, 0.9, 0.999, 1e-8)
+        adam_update_cuda(p, p, p, p, 1, 1e-3, 0.9, 0.999, 1e-8)
 
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cuda_embedding_backward_adds_repeated_ids(dtype):
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.embedding_backward import embedding_backward_cuda
     rng = rng_for(11)
     ids = np.array([2, 0, 2, 2, 5, 0])
     grad = rng.standard_normal((6, 3)).astype(dtype)
-    got = cuda_fused.embedding_backward_cuda(ids, grad, 7, **FEW_THREADS)
+    got = embedding_backward_cuda(ids, grad, 7, **FEW_THREADS)
     np.testing.assert_allclose(got, embedding_backward.embedding_backward_reference(ids, grad, 7),
                                **fused_tolerance(dtype))
     assert not got[[1, 3, 4, 6]].any()                      # ids never seen: zero rows
@@ -262,22 +262,25 @@ def test_cuda_embedding_backward_adds_repeated_ids(dtype):
 
 @needs_cuda
 def test_cuda_fused_kernels_refuse_other_dtypes_and_odd_block_sizes():
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    from tinyllm.kernels.cuda.gelu import gelu_forward_cuda
     with pytest.raises(TypeError, match="float32 or float64"):
-        cuda_fused.gelu_forward_cuda(np.arange(4))
+        gelu_forward_cuda(np.arange(4))
     with pytest.raises(ValueError, match="power of two"):
-        cuda_fused.gelu_forward_cuda(np.zeros(4), threads=12)
+        gelu_forward_cuda(np.zeros(4), threads=12)
 
 
 @needs_cuda
 def test_the_cuda_backend_routes_the_training_kernels_to_the_gpu(monkeypatch):
-    from tinyllm.kernels.cuda import fused as cuda_fused
+    import importlib
     from tinyllm.kernels.backend import use_backend
     called = []
-    for name in ["softmax_cross_entropy_cuda", "layer_norm_forward_cuda", "gelu_forward_cuda",
-                 "adam_update_cuda", "embedding_backward_cuda"]:
-        original = getattr(cuda_fused, name)
-        monkeypatch.setattr(cuda_fused, name,
+    for module, name in [("softmax_cross_entropy", "softmax_cross_entropy_cuda"),
+                         ("layer_norm", "layer_norm_forward_cuda"), ("gelu", "gelu_forward_cuda"),
+                         ("adam", "adam_update_cuda"),
+                         ("embedding_backward", "embedding_backward_cuda")]:
+        cuda_module = importlib.import_module("tinyllm.kernels.cuda." + module)
+        original = getattr(cuda_module, name)
+        monkeypatch.setattr(cuda_module, name,
                             lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
     x = np.linspace(-2, 2, 12).reshape(3, 4)
     with use_backend("cuda"):
@@ -347,3 +350,30 @@ def test_attention_tiles_fit_in_shared_memory_for_every_head_size():
     assert launch_sizes(q, v) == (32, 32, 80)                 # compiled for max(D, Dv)
     with pytest.raises(ValueError, match="head sizes up to 256"):
         launch_sizes(np.zeros((1, 1, 2, 257)), np.zeros((1, 1, 2, 4)))
+
+
+def test_other_tile_sizes_recompile_the_module_level_kernel_once():
+    from tinyllm.kernels.cuda.matmul import matmul_kernel, matmul_tiled
+    assert matmul_kernel() is matmul_tiled                    # the module's constants
+    small = matmul_kernel(tile=8, micro=2, depth=4)
+    assert small is not matmul_tiled and matmul_kernel(8, 2, 4) is small
+    constants = small.py_func.__globals__
+    assert (constants["TILE"], constants["MICRO"], constants["DEPTH"], constants["THREADS"]) \
+        == (8, 2, 4, 4)
+    assert matmul_tiled.py_func.__globals__["TILE"] == 64     # the module is left as it was
+
+
+def test_recompiled_names_a_constant_the_kernel_does_not_have():
+    from tinyllm.kernels.cuda.common import recompiled
+    from tinyllm.kernels.cuda.matmul import matmul_kernel, matmul_tiled
+    with pytest.raises(ValueError, match="matmul_tiled has no module constants TILES"):
+        recompiled(matmul_tiled, TILES=8)
+    with pytest.raises(ValueError, match=r"micro \(3\) must divide tile \(8\)"):
+        matmul_kernel(tile=8, micro=3)
+
+
+@needs_cuda
+def test_cuda_row_kernels_refuse_more_threads_than_their_shared_scratch():
+    from tinyllm.kernels.cuda.layer_norm import layer_norm_forward_cuda
+    with pytest.raises(ValueError, match="power of two up to 128, got 256"):
+        layer_norm_forward_cuda(np.zeros((2, 3)), None, None, threads=256)

@@ -13,8 +13,10 @@ compiled ``*_numba`` version and one dispatcher (``backend.pick``) under the pla
 - ``adam``: the Adam/AdamW update in place, and ``one_pass_applies``, when the one-pass
   kernels can make a step;
 - ``embedding_backward``: the scatter-add of gradient rows;
-- ``cuda``: the GPU versions, ``cuda.matmul``, ``cuda.attention``, ``cuda.fused`` (the last
-  five above) and ``cuda.transfers`` (the copies between host memory and the GPU, counted).
+- ``cuda``: the GPU versions, one module of the same name per kernel above (``cuda.matmul``,
+  ``cuda.attention``, ``cuda.gelu``, ...), ``cuda.common`` (the block reduction and the other
+  helpers they share) and ``cuda.transfers`` (the copies between host memory and the GPU,
+  counted).
 
 Below them, the helpers they share:
 

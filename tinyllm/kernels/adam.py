@@ -1,8 +1,8 @@
 """The Adam/AdamW update of one parameter, in place: one pass over p, g, m and v.
 
 ``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
-compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
-dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.adam``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 """
 
 import math
@@ -88,6 +88,6 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
         return adam_update_reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
                                      eps, weight_decay, decoupled, max_exp_avg_sq)
     kernel = backend.pick("adam", adam_update_reference, adam_update_numba,
-                          "fused.adam_update_cuda")
+                          "adam.adam_update_cuda")
     kernel(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
            decoupled)

@@ -122,7 +122,7 @@ def pick(kernel, reference, numba_version, cuda_name):
     Every dispatcher in ``tinyllm.kernels`` has the same two lines::
 
         kernel = backend.pick("gelu", gelu_forward_reference, gelu_forward_numba,
-                              "fused.gelu_forward_cuda")
+                              "gelu.gelu_forward_cuda")
         return kernel(x, approximate)
     """
     check_environment()

@@ -1,8 +1,8 @@
 """The backward of an embedding lookup: a scatter-add of gradient rows into the table's rows.
 
 ``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
-compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
-dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.embedding_backward``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 """
 
 import numpy as np
@@ -50,5 +50,5 @@ def embedding_backward_numba(ids, grad, num_embeddings):
 def embedding_backward(ids, grad, num_embeddings):
     """dL/dW of y = W[ids] on the current backend; see the reference."""
     kernel = backend.pick("embedding", embedding_backward_reference, embedding_backward_numba,
-                          "fused.embedding_backward_cuda")
+                          "embedding_backward.embedding_backward_cuda")
     return kernel(ids, grad, num_embeddings)

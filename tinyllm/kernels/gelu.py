@@ -1,8 +1,8 @@
 """GELU, forward and backward, exact (erf) or with the tanh approximation: one pass per element.
 
 ``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
-compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
-dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.gelu``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 """
 
 import math
@@ -89,12 +89,12 @@ def gelu_backward_numba(grad_y, x, approximate="none"):
 def gelu_forward(x, approximate="none"):
     """GELU(x) on the current backend; see the reference."""
     kernel = backend.pick("gelu", gelu_forward_reference, gelu_forward_numba,
-                          "fused.gelu_forward_cuda")
+                          "gelu.gelu_forward_cuda")
     return kernel(x, approximate)
 
 
 def gelu_backward(grad_y, x, approximate="none"):
     """dL/dx of GELU on the current backend; see the reference."""
     kernel = backend.pick("gelu", gelu_backward_reference, gelu_backward_numba,
-                          "fused.gelu_backward_cuda")
+                          "gelu.gelu_backward_cuda")
     return kernel(grad_y, x, approximate)

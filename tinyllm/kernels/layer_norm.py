@@ -1,8 +1,8 @@
 """Layer norm over the last axis of a matrix (N, C), forward and backward: a fused pass per row.
 
 ``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
-compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
-dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.layer_norm``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 """
 
 import math
@@ -129,12 +129,12 @@ def layer_norm_backward_numba(grad_y, x, mean, rstd, weight):
 def layer_norm_forward(x, weight, bias, eps=1e-5):
     """(y, mean, rstd) on the current backend; see the reference."""
     kernel = backend.pick("layer_norm", layer_norm_forward_reference, layer_norm_forward_numba,
-                          "fused.layer_norm_forward_cuda")
+                          "layer_norm.layer_norm_forward_cuda")
     return kernel(x, weight, bias, eps)
 
 
 def layer_norm_backward(grad_y, x, mean, rstd, weight):
     """(grad_x, grad_weight, grad_bias) on the current backend; see the reference."""
     kernel = backend.pick("layer_norm", layer_norm_backward_reference, layer_norm_backward_numba,
-                          "fused.layer_norm_backward_cuda")
+                          "layer_norm.layer_norm_backward_cuda")
     return kernel(grad_y, x, mean, rstd, weight)

@@ -5,8 +5,8 @@ memory and writes a temporary back; the Numba version does the chain in one swee
 row, the rows split over the cores (``prange``), so it moves each number about once.
 
 ``*_reference`` is the NumPy function the kernel must equal (to float rounding), ``*_numba`` the
-compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.fused``) the GPU one, and the plain name
-dispatches on the current backend (``tinyllm.kernels.backend.pick``).
+compiled one, ``*_cuda`` (in ``tinyllm.kernels.cuda.softmax_cross_entropy``) the GPU one, and the
+plain name dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 """
 
 import math
@@ -88,5 +88,6 @@ def softmax_cross_entropy_numba(logits, targets, ignore_index=-100):
 def softmax_cross_entropy(logits, targets, ignore_index=-100):
     """(mean loss, dloss/dlogits) on the current backend; see the reference."""
     kernel = backend.pick("softmax_cross_entropy", softmax_cross_entropy_reference,
-                          softmax_cross_entropy_numba, "fused.softmax_cross_entropy_cuda")
+                          softmax_cross_entropy_numba,
+                          "softmax_cross_entropy.softmax_cross_entropy_cuda")
     return kernel(logits, targets, ignore_index)

@@ -21,86 +21,87 @@ by memory bandwidth. This one:
 Global memory traffic: each element of A is read m / TILE times, each of B n / TILE times,
 instead of m and n times. The kernel must equal ``tinyllm.kernels.matmul.matmul_reference``.
 Edges: tiles that stick out of C (sizes not a multiple of TILE) load zeros and skip the writes.
+The tiles and the accumulators take the dtype of A, so float32 data is multiplied and added in
+float32 (Numba compiles the kernel once for float32 and once for float64 arrays).
 """
 
 import functools
 
-import numba
-import numpy as np
 from numba import cuda
 
 from tinyllm.kernels import backend
-from tinyllm.kernels.cuda.transfers import to_device, to_host
 from tinyllm.kernels.batched import run_batched
+from tinyllm.kernels.cuda.common import recompiled
+from tinyllm.kernels.cuda.transfers import to_device, to_host
 
-TILE = 64
-MICRO = 4
-DEPTH = 8
+TILE = 64               # a block computes a TILE x TILE tile of C
+MICRO = 4               # each thread a MICRO x MICRO micro-tile of it, in registers
+DEPTH = 8               # the steps along k: DEPTH columns of A and rows of B at a time
+THREADS = TILE // MICRO     # threads per side of the block: 16 x 16 = 256
 
 
-@functools.lru_cache(maxsize=None)
-def make_matmul_kernel(dtype, tile=TILE, micro=MICRO, depth=DEPTH):
-    """Compile the tiled kernel for ``dtype`` (float32 or float64) and tile sizes (smaller
-    tiles run faster under the CUDA simulator). Launch with blocks of (tile/micro)^2 threads
-    on a grid (ceil(m / tile), ceil(n / tile), batch)."""
-    element = numba.from_dtype(np.dtype(dtype))
-    threads = tile // micro                     # threads per side of the block
-    count = threads * threads
+@cuda.jit
+def matmul_tiled(a, b, c):
+    """c[bi] = a[bi] @ b[bi]. Launch on a grid (ceil(m / TILE), ceil(n / TILE), batch) of
+    blocks of (THREADS, THREADS) threads; other tile sizes through ``matmul_kernel``."""
+    n, k = a.shape[1], a.shape[2]
+    m = b.shape[2]
+    bi = cuda.blockIdx.z
+    row0 = cuda.blockIdx.y * TILE
+    col0 = cuda.blockIdx.x * TILE
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    t = ty * THREADS + tx
+    a_tile = cuda.shared.array((DEPTH, TILE), dtype=a.dtype)        # A block, transposed
+    b_tile = cuda.shared.array((DEPTH, TILE), dtype=a.dtype)
+    acc = cuda.local.array((MICRO, MICRO), dtype=a.dtype)
+    a_reg = cuda.local.array(MICRO, dtype=a.dtype)
+    b_reg = cuda.local.array(MICRO, dtype=a.dtype)
+    for i in range(MICRO):
+        for j in range(MICRO):
+            acc[i, j] = 0
+    for k0 in range(0, k, DEPTH):
+        for idx in range(t, TILE * DEPTH, THREADS * THREADS):   # neighbours read neighbours
+            r, p = idx // DEPTH, idx % DEPTH
+            inside = row0 + r < n and k0 + p < k
+            a_tile[p, r] = a[bi, row0 + r, k0 + p] if inside else 0
+        for idx in range(t, TILE * DEPTH, THREADS * THREADS):
+            p, col = idx // TILE, idx % TILE
+            inside = k0 + p < k and col0 + col < m
+            b_tile[p, col] = b[bi, k0 + p, col0 + col] if inside else 0
+        cuda.syncthreads()
+        for p in range(DEPTH):
+            for i in range(MICRO):
+                a_reg[i] = a_tile[p, ty + i * THREADS]
+            for j in range(MICRO):
+                b_reg[j] = b_tile[p, tx + j * THREADS]
+            for i in range(MICRO):
+                for j in range(MICRO):
+                    acc[i, j] += a_reg[i] * b_reg[j]
+        cuda.syncthreads()
+    for i in range(MICRO):
+        row = row0 + ty + i * THREADS
+        for j in range(MICRO):
+            col = col0 + tx + j * THREADS
+            if row < n and col < m:
+                c[bi, row, col] = acc[i, j]
 
-    @cuda.jit
-    def matmul_tiled(a, b, c):
-        n, k = a.shape[1], a.shape[2]
-        m = b.shape[2]
-        bi = cuda.blockIdx.z
-        row0 = cuda.blockIdx.y * tile
-        col0 = cuda.blockIdx.x * tile
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * threads + tx
-        a_tile = cuda.shared.array((depth, tile), element)     # A block, transposed
-        b_tile = cuda.shared.array((depth, tile), element)
-        acc = cuda.local.array((micro, micro), element)
-        a_reg = cuda.local.array(micro, element)
-        b_reg = cuda.local.array(micro, element)
-        for i in range(micro):
-            for j in range(micro):
-                acc[i, j] = 0
-        for k0 in range(0, k, depth):
-            for idx in range(t, tile * depth, count):       # A: neighbours read neighbours
-                r, p = idx // depth, idx % depth
-                inside = row0 + r < n and k0 + p < k
-                a_tile[p, r] = a[bi, row0 + r, k0 + p] if inside else 0
-            for idx in range(t, tile * depth, count):       # B: neighbours read neighbours
-                p, col = idx // tile, idx % tile
-                inside = k0 + p < k and col0 + col < m
-                b_tile[p, col] = b[bi, k0 + p, col0 + col] if inside else 0
-            cuda.syncthreads()
-            for p in range(depth):
-                for i in range(micro):
-                    a_reg[i] = a_tile[p, ty + i * threads]
-                for j in range(micro):
-                    b_reg[j] = b_tile[p, tx + j * threads]
-                for i in range(micro):
-                    for j in range(micro):
-                        acc[i, j] += a_reg[i] * b_reg[j]
-            cuda.syncthreads()
-        for i in range(micro):
-            row = row0 + ty + i * threads
-            for j in range(micro):
-                col = col0 + tx + j * threads
-                if row < n and col < m:
-                    c[bi, row, col] = acc[i, j]
 
-    return matmul_tiled
+def matmul_kernel(tile=TILE, micro=MICRO, depth=DEPTH):
+    """``matmul_tiled`` for other tile sizes (``micro`` must divide ``tile``): smaller tiles
+    run much faster under the CUDA simulator, larger ones do more arithmetic per load."""
+    if tile % micro:
+        raise ValueError("matmul (cuda): micro (%d) must divide tile (%d)" % (micro, tile))
+    return recompiled(matmul_tiled, TILE=tile, MICRO=micro, DEPTH=depth,
+                      THREADS=tile // micro)
 
 
 def matmul_cuda_device(d_a, d_b, d_c, tile=TILE, micro=MICRO, depth=DEPTH):
     """Launch the kernel on arrays already on the GPU (no transfers: what a benchmark times)."""
     batch, n, _ = d_a.shape
     m = d_b.shape[2]
-    kernel = make_matmul_kernel(np.dtype(d_a.dtype), tile, micro, depth)
     grid = ((m + tile - 1) // tile, (n + tile - 1) // tile, batch)
-    kernel[grid, (tile // micro, tile // micro)](d_a, d_b, d_c)
+    matmul_kernel(tile, micro, depth)[grid, (tile // micro, tile // micro)](d_a, d_b, d_c)
 
 
 def matmul_cuda_into(a, b, c, tile=TILE, micro=MICRO, depth=DEPTH):
@@ -117,4 +118,3 @@ def matmul_cuda(a, b, tile=TILE, micro=MICRO, depth=DEPTH):
     """``np.matmul(a, b)`` on the GPU (float32/float64, NumPy's batch and 1-D rules)."""
     return run_batched(a, b, functools.partial(matmul_cuda_into, tile=tile, micro=micro,
                                             depth=depth))
-

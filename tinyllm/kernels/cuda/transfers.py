@@ -11,9 +11,9 @@ such a GPU. Counting the copies makes this visible::
         y = x @ w
     print(transfers)    # 2 copies to the GPU (... bytes), 1 back (... bytes)
 
-The host functions of ``cuda.matmul``, ``cuda.attention`` and ``cuda.fused`` make every copy
-through ``to_device`` and ``to_host`` below, and a benchmark that times a kernel alone
-(``benchmarks/bench_kernels.py``) makes its copies before the timed region starts.
+The host functions of every ``cuda`` kernel module (``cuda.matmul``, ``cuda.attention``, ...)
+make every copy through ``to_device`` and ``to_host`` below, and a benchmark that times a kernel
+alone (``benchmarks/bench_kernels.py``) makes its copies before the timed region starts.
 """
 
 import contextlib
