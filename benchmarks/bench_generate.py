@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 import tinyllm  # noqa: E402
 from tinyllm.models import GPT, GPTConfig  # noqa: E402
-from tinyllm.models.sampling import ContextStepper  # noqa: E402
+from tinyllm.models.sampling import CachedStepper, ContextStepper  # noqa: E402
 
 PROMPT, NEW_TOKENS = 32, 128
 CONFIG = dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024)
@@ -84,13 +84,13 @@ def ms_per_token(model, context, repeats=5, use_cache=True):
     ids = np.random.default_rng(1).integers(0, CONFIG["vocab_size"], (1, context))
     times = []
     with tinyllm.no_grad():
-        if use_cache:
-            cache = model.new_cache(1)
-            model(ids[:, :-1], cache=cache)                     # fill positions 0 .. context-2
+        if use_cache:                                            # the step generate() runs
+            stepper = CachedStepper(model, CONFIG["block_size"])
+            stepper.start(ids[:, :-1])                           # fill positions 0 .. context-2
             for _ in range(repeats):
-                cache.length = context - 1                       # the same step, again
+                stepper.ids, stepper.cache.length = ids[:, :-1], context - 1   # the same step
                 start = time.perf_counter()
-                model(ids[:, -1:], cache=cache)
+                stepper.advance(ids[:, -1])
                 times.append(time.perf_counter() - start)
         else:
             stepper = ContextStepper(model, CONFIG["block_size"])

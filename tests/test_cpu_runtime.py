@@ -53,3 +53,34 @@ def test_the_attention_kernels_give_the_same_bits_on_any_number_of_threads(monke
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_blas_threads_sets_openblas_count_inside_the_block_and_restores_it():
+    functions = cpu_runtime._openblas_thread_functions()
+    if not functions:
+        pytest.skip("no OpenBLAS with openblas_set_num_threads loaded (another BLAS or no /proc)")
+    _, get_threads = functions[0]
+    before = get_threads()
+    with cpu_runtime.blas_threads(1):
+        assert get_threads() == 1
+    assert get_threads() == before
+
+
+def test_limit_threads_lowers_numba_and_run_in_chunks_threads_and_restores_them():
+    import numba
+    before_numba, before_kernel = numba.get_num_threads(), cpu_runtime.kernel_threads()
+    with cpu_runtime.limit_threads(1):
+        assert numba.get_num_threads() == 1 and cpu_runtime.kernel_threads() == 1
+        seen = []
+        cpu_runtime.run_in_chunks(lambda first, stop: seen.append(threading.get_ident()), 8)
+        assert set(seen) == {threading.get_ident()}          # all on the calling thread
+    assert numba.get_num_threads() == before_numba
+    assert cpu_runtime.kernel_threads() == before_kernel
+
+
+def test_a_product_under_one_blas_thread_equals_numpy():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 70)), rng.standard_normal((90, 70))
+    with cpu_runtime.limit_threads(1):
+        y = x @ w.T
+    np.testing.assert_allclose(y, np.einsum("ik,jk->ij", x, w), rtol=1e-12)

@@ -125,3 +125,26 @@ def test_kv_cache_errors_and_size():
         cache = model.new_cache(1)
         model(np.array([[1, 2]]), cache=cache)
         model(np.array([[1, 2, 3]]), cache=cache)
+
+
+class ThreadRecorder(Recorder):
+    """A model wrapper that records how many threads each call may use."""
+
+    def __call__(self, ids, **kwargs):
+        from tinyllm.kernels import cpu_runtime
+        self.lengths.append(cpu_runtime.kernel_threads())
+        return self.model(ids, **kwargs)
+
+
+def test_a_cached_step_for_few_sequences_runs_on_one_thread():
+    from tinyllm.kernels import cpu_runtime
+    from tinyllm.models import sampling
+    threads = cpu_runtime.kernel_threads()
+    few, many = PROMPT, np.tile(PROMPT, (sampling.FEW_ROWS, 1))     # 2 and 2 FEW_ROWS rows
+    for prompt, step_threads in ((few, 1), (many, threads)):
+        model = ThreadRecorder(gpt())
+        stepper = CachedStepper(model, 16)
+        with tinyllm.no_grad():
+            stepper.start(prompt)
+            stepper.advance(np.zeros(len(prompt), dtype=np.int64))
+        assert model.lengths == [threads, step_threads]   # the prompt read keeps every thread

@@ -293,3 +293,20 @@ def test_the_folder_tokenizer_is_loaded_when_tinyllm_reads_hugging_face_files(tm
     bpe.save(str(tmp_path / "tokenizer.json"))
     _, checkpoint = load_for_inference(tmp_path)
     assert checkpoint.tokenizer.encode("the cat") == bpe.encode("the cat").ids
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (130, 300), (256, 128)])
+def test_copy_transposed_equals_a_plain_transposed_copy(shape):
+    from tinyllm.models.pretrained import copy_transposed
+    source = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    destination = np.empty(shape[::-1], dtype=np.float32)
+    copy_transposed(destination, source.T)
+    np.testing.assert_array_equal(destination, source.T)
+
+
+def test_loaded_gpt2_weights_are_contiguous_float32(gpt2_folder):
+    model = from_pretrained(gpt2_folder)
+    for name, param in model.named_parameters():
+        assert param.data.dtype == np.float32 and param.data.flags.c_contiguous, name
+    block = model.transformer.h[0].attn.c_attn.weight
+    assert block.shape == (96, 32)

@@ -39,6 +39,7 @@ first, before NumPy), and each keeps a value the user set in the environment.
 """
 
 import concurrent.futures
+import contextlib
 import ctypes
 import os
 import sys
@@ -137,6 +138,81 @@ def describe_blas_threads():
     return "OpenBLAS thread timeout %s (%s)" % (timeout or "default (2^28 cycles)", how)
 
 
+# The names OpenBLAS builds give their thread-count functions: the plain build's, and the
+# ``scipy_``-prefixed, 64-bit-integer build that NumPy's wheels ship.
+_SET_THREADS_NAMES = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                      "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
+_GET_THREADS_NAMES = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+                      "scipy_openblas_get_num_threads", "openblas_get_num_threads64_")
+
+
+def _openblas_thread_functions():
+    """[(set_num_threads, get_num_threads)] of each loaded OpenBLAS that exports both."""
+    functions = []
+    for path in loaded_openblas_libraries():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(library, n) for n in _SET_THREADS_NAMES if hasattr(library, n)),
+                      None)
+        getter = next((getattr(library, n) for n in _GET_THREADS_NAMES if hasattr(library, n)),
+                      None)
+        if setter is not None and getter is not None:
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            functions.append((setter, getter))
+    return functions
+
+
+_blas_thread_functions = None
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Inside the ``with`` block, OpenBLAS's matrix products use at most ``n`` threads; the
+    previous count comes back at the end.
+
+    Why: a product with one row, (1, K) @ (K, N), as in every step of generation with the KV
+    cache, is a matrix-vector product that reads each weight once and does one multiply-add
+    with it: its speed is that of memory, which one core can nearly saturate. A second BLAS
+    thread then saves little, and costs a wake-up and a wait at the end for the slower of the
+    two; on a machine whose other core is busy that wait is a scheduler time slice. Measured
+    on 2 shared cores: the 50257 x 768 output projection of GPT-2 took 10 ms on one thread
+    and 23 ms on two (best of 24).
+
+    The count is process-wide (OpenBLAS has one), not per Python thread. Without a loaded
+    OpenBLAS (another BLAS, or no ``/proc``) the block runs unchanged.
+    """
+    global _blas_thread_functions
+    if _blas_thread_functions is None:
+        _blas_thread_functions = _openblas_thread_functions()
+    previous = [get() for _, get in _blas_thread_functions]
+    for set_threads, _ in _blas_thread_functions:
+        set_threads(n)
+    try:
+        yield
+    finally:
+        for (set_threads, _), count in zip(_blas_thread_functions, previous):
+            set_threads(count)
+
+
+@contextlib.contextmanager
+def limit_threads(n):
+    """Inside the ``with`` block, at most ``n`` threads work on each operation: OpenBLAS's
+    products (``blas_threads``), Numba's parallel loops (``numba.set_num_threads``, which
+    holds for the calling thread) and ``run_in_chunks``. For steps made of many small
+    operations (one generated token), where waking threads costs more than they save."""
+    import numba
+    previous = numba.get_num_threads()
+    with blas_threads(n):
+        numba.set_num_threads(min(n, previous))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
+
+
 def keep_freed_memory():
     """Tell glibc's malloc to keep freed memory for reuse (see the module docstring).
 
@@ -171,19 +247,22 @@ _pool_pid = None
 
 
 def kernel_threads():
-    """How many threads ``run_in_chunks`` uses: Numba's thread count (``NUMBA_NUM_THREADS``,
-    by default the number of cores)."""
-    from numba import config
-    return max(1, int(config.NUMBA_NUM_THREADS))
+    """How many threads ``run_in_chunks`` uses: Numba's thread count for the calling thread
+    (``numba.get_num_threads()``: ``NUMBA_NUM_THREADS``, by default the number of cores,
+    unless ``numba.set_num_threads`` or ``limit_threads`` lowered it)."""
+    import numba
+    return max(1, min(int(numba.config.NUMBA_NUM_THREADS), numba.get_num_threads()))
 
 
 def _thread_pool():
-    """The pool's kernel_threads() - 1 threads (the calling thread is the last), made on first
+    """The pool's NUMBA_NUM_THREADS - 1 threads (the calling thread is the last), made on first
     use and again in a child process after ``fork`` (which copies no threads)."""
+    from numba import config
     global _pool, _pool_pid
     if _pool is None or _pool_pid != os.getpid():
-        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, kernel_threads() - 1),
-                                                      thread_name_prefix="tinyllm-kernel")
+        _pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, int(config.NUMBA_NUM_THREADS) - 1),
+            thread_name_prefix="tinyllm-kernel")
         _pool_pid = os.getpid()
     return _pool
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from tinyllm import random
 from tinyllm.autograd import Tensor, no_grad
+from tinyllm.kernels.cpu_runtime import limit_threads
 from tinyllm.nn.module import evaluating
 
 
@@ -167,6 +168,13 @@ class ContextStepper:
         return logits.data[:, -1, :]
 
 
+# A cached step with at most this many sequences runs on one thread (``limit_threads``): its
+# products have that many rows, (k, C) @ (C, N), and read every weight once for k
+# multiply-adds, at the speed of memory, which one core nearly saturates; a second thread
+# then mostly adds the cost of waking it and waiting for it (see ``blas_threads``).
+FEW_ROWS = 4
+
+
 class CachedStepper:
     """Feeds a decoder only the new token, with every layer's keys and values kept in a KV
     cache (``tinyllm.nn.KVCache``): one step costs O(T) for a context of T tokens, against the
@@ -182,6 +190,8 @@ class CachedStepper:
     every step, every token's position changes, and with it every cached key and value, so
     each such step re-reads the window into a fresh cache (the same logits as without the
     cache, at the cost of a full re-read).
+
+    A step for at most ``FEW_ROWS`` sequences runs on one thread (see ``FEW_ROWS``).
     """
 
     def __init__(self, model, block_size):
@@ -201,7 +211,10 @@ class CachedStepper:
         self.ids = np.concatenate([self.ids, next_ids], axis=1)
         if self.ids.shape[1] > self.block_size:
             return self._read_window()
-        return self.model(next_ids, cache=self.cache)[0].data[:, -1, :]
+        if len(next_ids) > FEW_ROWS:
+            return self.model(next_ids, cache=self.cache)[0].data[:, -1, :]
+        with limit_threads(1):
+            return self.model(next_ids, cache=self.cache)[0].data[:, -1, :]
 
     def reorder(self, rows):
         """Keep the rows ``rows`` (beam search's survivors, repeats allowed), in that order."""
