@@ -8,9 +8,9 @@ dispatches on the current backend (``tinyllm.kernels.backend.pick``).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from tinyllm.kernels import backend
+from tinyllm.kernels import backend, cpu_runtime
 from tinyllm.kernels.special import (INV_SQRT_2, INV_SQRT_2_PI, SQRT_2_OVER_PI, erf,
                                      erf_float32, exp_float32)
 
@@ -35,10 +35,15 @@ def gelu_backward_reference(grad_y, x, approximate="none"):
     return (grad_y * (cdf + x * pdf)).astype(x.dtype, copy=False)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _gelu_forward_flat(x, tanh_form, y):
+# Elements per task of the thread pool: arrays up to this size run on the calling thread alone.
+ELEMENTS_PER_TASK = 16384
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _gelu_forward_flat(x, tanh_form, y, first, stop):
+    """y[i] = GELU(x[i]) for i in first .. stop - 1 (flat arrays)."""
     float32_math = x.itemsize == 4                  # float32 data: SIMD erf
-    for i in prange(x.size):
+    for i in range(first, stop):
         v = x[i]
         if tanh_form:
             y[i] = 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))
@@ -48,10 +53,11 @@ def _gelu_forward_flat(x, tanh_form, y):
             y[i] = 0.5 * v * (1.0 + math.erf(v * INV_SQRT_2))
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def _gelu_backward_flat(grad_y, x, tanh_form, grad_x):
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _gelu_backward_flat(grad_y, x, tanh_form, grad_x, first, stop):
+    """grad_x[i] = grad_y[i] GELU'(x[i]) for i in first .. stop - 1 (flat arrays)."""
     float32_math = x.itemsize == 4                  # float32 data: SIMD erf and exp
-    for i in prange(x.size):
+    for i in range(first, stop):
         v = x[i]
         if tanh_form:
             t = math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v))
@@ -66,13 +72,21 @@ def _gelu_backward_flat(grad_y, x, tanh_form, grad_x):
         grad_x[i] = grad_y[i] * slope
 
 
+def _run_on_threads(kernel, size, *args):
+    """``kernel(*args, first, stop)`` for element ranges that cover ``range(size)``, in tasks of
+    ``ELEMENTS_PER_TASK`` elements on the kernel threads (``cpu_runtime.run_in_chunks``)."""
+    def elements(first_task, stop_task):
+        kernel(*args, first_task * ELEMENTS_PER_TASK, min(stop_task * ELEMENTS_PER_TASK, size))
+    cpu_runtime.run_in_chunks(elements, -(-size // ELEMENTS_PER_TASK))
+
+
 def gelu_forward_numba(x, approximate="none"):
     """Same as ``gelu_forward_reference``, one pass: read x, write y (NumPy makes ~6 passes).
     Cost: about 10 FLOPs and one tanh or erf per element; for float32 the erf is
     ``erf_float32`` (SIMD, within 1e-7 of ``math.erf``), for float64 ``math.erf``."""
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
-    _gelu_forward_flat(flat, approximate == "tanh", y)
+    _run_on_threads(_gelu_forward_flat, flat.size, flat, approximate == "tanh", y)
     return y.reshape(np.shape(x))
 
 
@@ -82,7 +96,8 @@ def gelu_backward_numba(grad_y, x, approximate="none"):
     flat = np.ascontiguousarray(x).reshape(-1)
     grad_flat = np.ascontiguousarray(grad_y, dtype=flat.dtype).reshape(-1)
     grad_x = np.empty_like(flat)
-    _gelu_backward_flat(grad_flat, flat, approximate == "tanh", grad_x)
+    _run_on_threads(_gelu_backward_flat, flat.size, grad_flat, flat, approximate == "tanh",
+                    grad_x)
     return grad_x.reshape(np.shape(x))
 
 
