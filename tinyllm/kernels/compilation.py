@@ -28,11 +28,11 @@ from tinyllm.kernels import backend
 KERNELS = {
     "attention": {"attention.attention_forward_tasks": 12.1,
                   "attention.attention_backward_tasks": 8.4},
-    "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 1.1},
+    "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 1.2},
     "layer_norm": {"layer_norm._layer_norm_forward_rows": 0.4,
                    "layer_norm._layer_norm_backward_rows": 0.5},
-    "gelu": {"gelu._gelu_forward_flat": 0.6, "gelu._gelu_backward_flat": 0.5},
-    "adam": {"adam._adam_flat": 0.4},
+    "gelu": {"gelu._gelu_forward_flat": 0.5, "gelu._gelu_backward_flat": 0.7},
+    "adam": {"adam._adam_flat": 0.3},
     "embedding": {"embedding_backward._add_rows": 0.2},
     "matmul": {"matmul.matmul_numba_into": 3.0},
 }
