@@ -171,3 +171,61 @@ def test_fused_dispatch_runs_on_each_backend(name):
         y, mean, rstd = layer_norm.layer_norm_forward(x, None, None)
         np.testing.assert_allclose(y, layer_norm.layer_norm_forward_reference(x, None, None)[0],
                                    rtol=1e-10, atol=1e-12)
+
+
+# ----- threads ---------------------------------------------------------------------------------
+def _fused_results(rng_seed, dtype):
+    """Every fused kernel's outputs on arrays large enough to be split into many tasks (GELU and
+    Adam: 3 tasks of ELEMENTS_PER_TASK elements and a ragged fourth; layer norm backward: 5
+    chunks of rows)."""
+    rng = rng_for(rng_seed)
+    x = rng.standard_normal((3 * gelu.ELEMENTS_PER_TASK + 5,)).astype(dtype)
+    logits = rng.standard_normal((150, 33)).astype(dtype)
+    targets = rng.integers(0, 33, 150)
+    targets[::7] = -100
+    rows = rng.standard_normal((4 * layer_norm.ROWS_PER_CHUNK + 3, 24)).astype(dtype)
+    weight, bias = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+    y, mean, rstd = layer_norm.layer_norm_forward_numba(rows, weight, bias)
+    p, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
+    for step in (1, 2):
+        adam.adam_update_numba(p, x * step, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.1, True)
+    return ((gelu.gelu_forward_numba(x), gelu.gelu_backward_numba(x[::-1], x),
+             gelu.gelu_forward_numba(x, "tanh"))
+            + softmax_cross_entropy.softmax_cross_entropy_numba(logits, targets)
+            + (y, mean, rstd) + layer_norm.layer_norm_backward_numba(y, rows, mean, rstd, weight)
+            + (p, m, v))
+
+
+def _reference_results(rng_seed, dtype):
+    """The same outputs as ``_fused_results``, by the NumPy references."""
+    rng = rng_for(rng_seed)
+    x = rng.standard_normal((3 * gelu.ELEMENTS_PER_TASK + 5,)).astype(dtype)
+    logits = rng.standard_normal((150, 33)).astype(dtype)
+    targets = rng.integers(0, 33, 150)
+    targets[::7] = -100
+    rows = rng.standard_normal((4 * layer_norm.ROWS_PER_CHUNK + 3, 24)).astype(dtype)
+    weight, bias = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+    y, mean, rstd = layer_norm.layer_norm_forward_reference(rows, weight, bias)
+    p, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
+    for step in (1, 2):
+        adam.adam_update_reference(p, x * step, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.1, True)
+    return ((gelu.gelu_forward_reference(x), gelu.gelu_backward_reference(x[::-1], x),
+             gelu.gelu_forward_reference(x, "tanh"))
+            + softmax_cross_entropy.softmax_cross_entropy_reference(logits, targets)
+            + (y, mean, rstd)
+            + layer_norm.layer_norm_backward_reference(y, rows, mean, rstd, weight)
+            + (p, m, v))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_kernels_give_the_same_bits_on_any_number_of_threads(monkeypatch, dtype):
+    from tinyllm.kernels import cpu_runtime
+    results = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(cpu_runtime, "kernel_threads", lambda: threads)
+        results.append(_fused_results(11, dtype))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    for got, expected in zip(results[1], _reference_results(11, dtype)):
+        np.testing.assert_allclose(got, expected, **tol(dtype))

@@ -20,17 +20,19 @@ from pathlib import Path
 from tinyllm.kernels import backend
 
 # The kernels behind each entry of backend.AUTO_CHOICE ("module.function" in tinyllm.kernels),
-# with the seconds their compilation took on a first run of `tinyllm train` on a quiet 2-core
-# AMD EPYC (the time between the "compiling kernel i of n" lines; benchmarks/RESULTS.md,
-# "Cold start"; the kernels they call, like block_matmul_add, included).
+# with the seconds their compilation takes on a first run of `tinyllm train` on a 2-core AMD
+# EPYC (benchmarks/RESULTS.md, "Cold start"; the kernels they call, like block_matmul_add,
+# included). Attention: the time between the "compiling kernel i of n" lines on the quiet
+# machine; the others: processor seconds of each compilation, read from Numba's compile events
+# (the compiler runs on one thread, so these are its seconds on an idle core).
 KERNELS = {
     "attention": {"attention.attention_forward_tasks": 12.1,
                   "attention.attention_backward_tasks": 8.4},
-    "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 3.0},
-    "layer_norm": {"layer_norm._layer_norm_forward_rows": 1.0,
-                   "layer_norm._layer_norm_backward_rows": 2.6},
-    "gelu": {"gelu._gelu_forward_flat": 3.3, "gelu._gelu_backward_flat": 1.6},
-    "adam": {"adam._adam_flat": 2.2},
+    "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 1.2},
+    "layer_norm": {"layer_norm._layer_norm_forward_rows": 0.4,
+                   "layer_norm._layer_norm_backward_rows": 0.5},
+    "gelu": {"gelu._gelu_forward_flat": 0.5, "gelu._gelu_backward_flat": 0.7},
+    "adam": {"adam._adam_flat": 0.3},
     "embedding": {"embedding_backward._add_rows": 0.2},
     "matmul": {"matmul.matmul_numba_into": 3.0},
 }
