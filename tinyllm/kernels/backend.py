@@ -3,7 +3,8 @@
 Every kernel in ``tinyllm.kernels`` comes in three versions that compute the same numbers:
 
 - ``"numpy"``: the reference, written with NumPy array operations (BLAS for matmul);
-- ``"numba"``: a compiled CPU loop nest (``@njit(parallel=True)``), using both cores;
+- ``"numba"``: a compiled CPU loop (``@njit``; the fused kernels run ranges of their work on
+  every core through ``cpu_runtime.run_in_chunks``);
 - ``"cuda"``: a ``numba.cuda`` kernel on an NVIDIA GPU (inputs are copied to the GPU and the
   results back on every call, since tinyllm's tensors live in host memory): the modules of
   ``tinyllm.kernels.cuda``;

@@ -1,5 +1,5 @@
 """Three process-wide settings that decide how fast a training step runs on a CPU, and the small
-thread pool that runs the fused attention kernels (``run_in_chunks``).
+thread pool that runs the fused kernels (``run_in_chunks``).
 
 They are applied once, when tinyllm is imported (``tinyllm/__init__.py`` imports this module
 first, before NumPy), and each keeps a value the user set in the environment.
@@ -234,10 +234,11 @@ sleep_idle_blas_threads()
 keep_freed_memory()
 
 
-# ----- the thread pool of the attention kernels -------------------------------------------------
+# ----- the thread pool of the fused kernels -----------------------------------------------------
 # Numba's ``parallel=True`` compiles a loop into OpenMP tasks, and that compilation took half of a
 # first training step's 20 s (7.6 s for the attention forward, 7.3 s for the backward on 2
-# cores). The attention kernels are compiled without it, with ``nogil=True`` (they let go of
+# cores). The fused kernels (attention, GELU, softmax cross-entropy, layer norm, Adam) are
+# compiled without it, with ``nogil=True`` (they let go of
 # Python's lock while they run), and take a range of tasks (first, stop); ``run_in_chunks``
 # runs the ranges on a few threads. The chunks are handed out as threads become free, so a
 # thread that shares its core with another program takes fewer of them instead of holding
