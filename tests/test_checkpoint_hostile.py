@@ -6,7 +6,6 @@ import io
 import json
 import struct
 import zipfile
-import zlib
 
 import numpy as np
 import pytest
@@ -75,7 +74,7 @@ def no_array_decompressed(monkeypatch):
 # ----- zip bombs and huge declarations ----------------------------------------------------
 def write_bomb_member(archive, name, shape, zero_bytes, chunk=1 << 20):
     """A .npy zip entry declaring ``shape`` float32, holding ``zero_bytes`` zeros streamed
-    through zlib in chunks (so the test itself never holds them)."""
+    through the zip file's deflate in chunks (so the test itself never holds them)."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
                                                   "shape": shape})
