@@ -24,7 +24,6 @@ computes the same step with tensor ops and autograd, as a reference the tests ho
 
 import math
 
-
 from tinyllm import functional as F
 from tinyllm import ops
 from tinyllm.nn import init
