@@ -62,7 +62,6 @@ import numpy as np
 from numba import njit
 
 from tinyllm.kernels import backend, cpu_runtime
-from tinyllm.kernels.matmul import block_matmul_add
 from tinyllm.kernels.special import exp_float32
 
 BLOCK_Q = 64     # query rows per parallel task (forward) and per block (backward)
@@ -126,55 +125,108 @@ def attention_backward_reference(grad_out, q, k, v, out, lse, scale, is_causal=F
 
 
 # ----- the Numba kernels ----------------------------------------------------------------------
-@njit(cache=True)
-def _mask_block(s, i0, j0, is_causal, padding, b):
-    """Set s[r, c] = -inf where query i0 + r may not see key j0 + c (causal or padded)."""
-    nq, nk = s.shape
-    for r in range(nq):
-        for c in range(nk):
-            if (is_causal and j0 + c > i0 + r) or (padding.shape[0] > 0 and padding[b, j0 + c]):
-                s[r, c] = -np.inf
+@njit(fastmath={"contract"}, inline="always")
+def _update_four_rows(c0, c1, c2, c3, b0, b1, a, i, p):
+    """The micro-kernel: four rows of c += a 4 x 2 block of a times two rows of b.
+
+        c_r[j] += a[i + r, p] b0[j] + a[i + r, p + 1] b1[j],   r = 0..3
+
+    Each loaded element of b serves 4 rows. Why 4 x 2 and not the matmul's 4 x 4: AVX2 has 16
+    vector registers, and 4 x 4 needs 16 for the broadcast numbers of a alone, plus 4 for b and
+    4 for c; the compiler then reloads a from memory in the inner loop. 4 x 2 needs 8 + 2 + 4
+    and ran the (64, 32) x (32, 64) score product at 42-45 GFLOP/s on one core, 4 x 4 at 30.
+    """
+    a00, a01 = a[i, p], a[i, p + 1]
+    a10, a11 = a[i + 1, p], a[i + 1, p + 1]
+    a20, a21 = a[i + 2, p], a[i + 2, p + 1]
+    a30, a31 = a[i + 3, p], a[i + 3, p + 1]
+    for j in range(c0.size):
+        x0, x1 = b0[j], b1[j]
+        c0[j] += a00 * x0 + a01 * x1
+        c1[j] += a10 * x0 + a11 * x1
+        c2[j] += a20 * x0 + a21 * x1
+        c3[j] += a30 * x0 + a31 * x1
 
 
-@njit(cache=True)
-def _scores_block(s, q, k_t, i0, j0, scale, is_causal, padding, b):
-    """s = (q @ k_t) * scale, then masked; s (nq, nk), q (nq, D), k_t (D, nk) contiguous."""
-    s[:, :] = 0
-    block_matmul_add(s, q, k_t)
-    s *= scale
-    if is_causal or padding.shape[0] > 0:
-        _mask_block(s, i0, j0, is_causal, padding, b)
+@njit(fastmath={"contract"}, inline="always")
+def _update_row(c_row, b_row, a_value):
+    """c_row += a_value * b_row: the leftover rows and terms that do not fill a 4 x 2 block."""
+    for j in range(c_row.size):
+        c_row[j] += a_value * b_row[j]
 
 
-@njit(inline="always")
-def _visible_keys(is_causal, i, j0, nk):
-    """How many of the keys j0 .. j0 + nk - 1 query i can see before the causal mask starts:
-    the columns of a score block whose exponentials are worth computing (0 if none)."""
-    return max(0, min(nk, i - j0 + 1)) if is_causal else nk
+@njit(cache=True, fastmath={"contract"})
+def tile_matmul_add(c, a, b):
+    """c += a @ b for the small blocks of attention: c (n, m), a (n, k), b (k, m).
 
-
-@njit(inline="always")
-def _row_max(x):
-    """max(x) of a 1-D array, -inf if it is empty."""
-    best = x.dtype.type(-np.inf)        # float32 data: float32 max, and exps after it
-    for value in x:
-        best = max(best, value)
-    return best
-
-
-@njit(inline="always")
-def _row_sum(x):
-    """sum(x) of a 1-D array, left to right."""
-    total = x.dtype.type(0)
-    for value in x:
-        total += value
-    return total
+    Rows of c and b must be contiguous (the loop over a row then compiles to SIMD fused
+    multiply-adds); a may be any view (only single numbers are read from it), so a transposed
+    block costs no copy. 4 rows x 2 terms at a time (``_update_four_rows``), leftovers one by
+    one. Equals ``np.matmul`` to float rounding (fused multiply-adds, sums in order of p).
+    """
+    n, k = a.shape
+    i = 0
+    while i + 4 <= n:
+        c0, c1, c2, c3 = c[i], c[i + 1], c[i + 2], c[i + 3]
+        p = 0
+        while p + 2 <= k:
+            _update_four_rows(c0, c1, c2, c3, b[p], b[p + 1], a, i, p)
+            p += 2
+        if p < k:
+            for r in range(4):
+                _update_row(c[i + r], b[p], a[i + r, p])
+        i += 4
+    for r in range(i, n):
+        for p in range(k):
+            _update_row(c[r], b[p], a[r, p])
 
 
 @njit(inline="always")
 def _exp(x, float32_math):
     """e^x: ``exp_float32`` (SIMD) for float32 kernels, ``math.exp`` for float64 ones."""
     return exp_float32(x) if float32_math else math.exp(x)
+
+
+@njit(inline="always")
+def _running_max(best, x):
+    """best[r] = max(best[r], x[r]) for 1-D arrays. Written as a comparison, which compiles
+    to SIMD, where Python's ``max`` (it checks for NaN) took one number at a time."""
+    for r in range(x.size):
+        best[r] = x[r] if x[r] > best[r] else best[r]
+
+
+@njit(inline="always")
+def _exp_minus(x, shift, float32_math):
+    """x[r] = e^(x[r] - shift[r]) in place, for 1-D arrays. The loops start at index 0
+    (slice first): from an index Numba cannot prove non-negative, each access checks for a
+    negative index, and the loop then runs one number at a time instead of in SIMD."""
+    for r in range(x.size):
+        x[r] = _exp(x[r] - shift[r], float32_math)
+
+
+@njit(inline="always")
+def _first_seeing_query(j, Tq, is_causal, padding, b):
+    """The first query that may see key j: 0; j when causal; Tq (none) when key j is padded."""
+    if padding.shape[0] > 0 and padding[b, j]:
+        return Tq
+    return j if is_causal else 0
+
+
+@njit(inline="always")
+def _first_visible_column(j, i0, nq, Tq, is_causal, padding, b):
+    """In a transposed block of scores (row j = key j, columns = queries i0 .. i0 + nq - 1),
+    the first column that may see key j (nq if none): the columns before it are masked."""
+    return min(nq, max(0, _first_seeing_query(j, Tq, is_causal, padding, b) - i0))
+
+
+@njit(inline="always")
+def _transposed_block(x, i0, i1, scale):
+    """(x[i0:i1] * scale)^T as a new contiguous (D, i1 - i0) array; x is (T, D)."""
+    block = np.empty((x.shape[1], i1 - i0), dtype=x.dtype)
+    for r in range(i1 - i0):
+        for d in range(x.shape[1]):
+            block[d, r] = x[i0 + r, d] * scale
+    return block
 
 
 def forward_tasks(q):
@@ -189,12 +241,15 @@ def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first,
     (B, H, Tq, Dv) and ``lse`` (B, H, Tq).
 
     q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), with any strides (a GPT's heads are
-    strided views of one (B, T, 3C) array; every block is copied into a small contiguous
-    buffer here anyway); padding is a (B, Tk) boolean array (True = padded key) or a (0, 0)
-    array for none. Task number ``task`` is (batch entry, head, block of BLOCK_Q queries) in
-    that order (``forward_tasks`` of them); each holds m, l, acc and one block of scores, and
-    writes only its own rows of ``out`` and ``lse``, so ranges of tasks can run on different
-    threads. Causally masked scores get no exponential.
+    strided views of one (B, T, 3C) array); padding is a (B, Tk) boolean array (True = padded
+    key) or a (0, 0) array for none. Task number ``task`` is (batch entry, head, block of
+    BLOCK_Q queries) in that order (``forward_tasks`` of them); each writes only its own rows
+    of ``out`` and ``lse``, so ranges of tasks can run on different threads.
+
+    Everything is held transposed, one column per query (see the module docstring): the
+    block of scores S^T = K (Q scale)^T (nk, nq), the running max m, sum l and output
+    acc^T = V^T P^T (Dv, nq), so that every inner loop runs along the queries of the block.
+    Masked scores get no exponential; key blocks after the last query (causal) are skipped.
     """
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
@@ -204,37 +259,47 @@ def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first,
         b, h, i0 = task // (H * q_blocks), (task // q_blocks) % H, (task % q_blocks) * BLOCK_Q
         i1 = min(i0 + BLOCK_Q, Tq)
         nq = i1 - i0
-        q_block = np.ascontiguousarray(q[b, h, i0:i1])
-        row_max = np.full(nq, -np.inf, dtype=q.dtype)
-        row_sum = np.zeros(nq, dtype=q.dtype)
-        acc = np.zeros((nq, Dv), dtype=q.dtype)
+        q_t = _transposed_block(q[b, h], i0, i1, scale)   # (D, nq): (Q scale)^T
+        row_max = np.full(nq, -np.inf, dtype=q.dtype)       # m of each query
+        row_sum = np.zeros(nq, dtype=q.dtype)               # l of each query
+        shift = np.empty(nq, dtype=q.dtype)                 # the new m, 0 where still -inf
+        rescale = np.empty(nq, dtype=q.dtype)               # exp(m - new m)
+        acc_t = np.zeros((Dv, nq), dtype=q.dtype)           # acc^T
+        scores = np.empty((BLOCK_K, nq), dtype=q.dtype)
+        starts = np.empty(BLOCK_K, dtype=np.int64)
         last_key = min(Tk, i1) if is_causal else Tk         # causal: later keys are all masked
         for j0 in range(0, last_key, BLOCK_K):
             j1 = min(j0 + BLOCK_K, last_key)
-            k_t = np.ascontiguousarray(k[b, h, j0:j1].T)    # (D, nk): rows contiguous
-            v_block = np.ascontiguousarray(v[b, h, j0:j1])
-            s = np.empty((nq, j1 - j0), dtype=q.dtype)
-            _scores_block(s, q_block, k_t, i0, j0, scale, is_causal, padding, b)
+            nk = j1 - j0
+            p_t = scores[:nk]                               # S^T, then P-tilde^T in place
+            p_t[:, :] = 0
+            tile_matmul_add(p_t, k[b, h, j0:j1], q_t)       # S^T = K (Q scale)^T
+            new_max = row_max.copy()
+            for c in range(nk):
+                starts[c] = _first_visible_column(j0 + c, i0, nq, Tq, is_causal, padding, b)
+                _running_max(new_max[starts[c]:], p_t[c, starts[c]:])
             for r in range(nq):
-                visible = _visible_keys(is_causal, i0 + r, j0, j1 - j0)
-                new_max = max(row_max[r], _row_max(s[r, :visible]))
-                if new_max == -np.inf:                      # nothing seen yet in this row
-                    s[r, :] = 0
-                    continue
-                rescale = _exp(row_max[r] - new_max, float32_math)
-                for c in range(visible):
-                    s[r, c] = _exp(s[r, c] - new_max, float32_math)  # P-tilde: unnormalised
-                s[r, visible:] = 0
-                row_sum[r] = rescale * row_sum[r] + _row_sum(s[r, :visible])
-                acc[r] *= rescale
-                row_max[r] = new_max
-            block_matmul_add(acc, s, v_block)
+                shift[r] = 0 if new_max[r] == -np.inf else new_max[r]   # nothing seen yet
+                rescale[r] = _exp(row_max[r] - shift[r], float32_math)
+                row_max[r] = new_max[r]
+                row_sum[r] *= rescale[r]
+            for c in range(nk):
+                p_t[c, :starts[c]] = 0
+                _exp_minus(p_t[c, starts[c]:], shift[starts[c]:], float32_math)  # P-tilde^T
+                row = p_t[c]
+                for r in range(nq):
+                    row_sum[r] += row[r]
+            for d in range(Dv):
+                for r in range(nq):
+                    acc_t[d, r] *= rescale[r]
+            tile_matmul_add(acc_t, v[b, h, j0:j1].T, p_t)   # acc^T += V^T P-tilde^T
         for r in range(nq):
             if row_sum[r] == 0:                             # no visible key: defined as 0
                 out[b, h, i0 + r] = 0
                 lse[b, h, i0 + r] = -np.inf
             else:
-                out[b, h, i0 + r] = acc[r] / row_sum[r]
+                for d in range(Dv):
+                    out[b, h, i0 + r, d] = acc_t[d, r] / row_sum[r]
                 lse[b, h, i0 + r] = row_max[r] + math.log(row_sum[r])
 
 
@@ -246,57 +311,64 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
 
     Shapes as ``attention_forward_tasks`` (any strides); lse (B, H, Tq) from the forward.
     Task number ``bh`` is the (batch entry, head) pair (bh // H, bh % H), B * H of them, each
-    writing only its own head's gradients. For each block of keys, dK and dV are summed over
-    all query blocks in small buffers; dQ is summed in place, key block after key block. P is
-    rebuilt from the scores and L, with no exponential for causally masked scores.
+    writing only its own head's gradients. Delta = rowsum(dO * O) is computed once per head.
+    Key blocks are the outer loop and query blocks the inner one: dK and dV of a key block are
+    summed over the query blocks in small buffers and written once; dQ is summed in place.
+    The weights are rebuilt transposed, P^T = exp(K (Q scale)^T - L) (nk, nq), and so is
+    dS^T = P^T * (V dO^T - Delta): their inner loops run along the queries. No exponential
+    for masked scores; causally, query blocks before the key block are skipped.
     """
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     float32_math = q.itemsize == 4                      # float32 data: SIMD exp
     for bh in range(first, stop):
         b, h = bh // H, bh % H
+        q_scaled = np.empty((Tq, D), dtype=q.dtype)         # Q scale, rows contiguous
         delta = np.empty(Tq, dtype=q.dtype)
+        lse_safe = np.empty(Tq, dtype=q.dtype)              # +inf for rows that see no key
         for i in range(Tq):
+            for d in range(D):
+                q_scaled[i, d] = q[b, h, i, d] * scale
             total = 0.0
             for d in range(Dv):
                 total += grad_out[b, h, i, d] * out[b, h, i, d]
             delta[i] = total
+            lse_safe[i] = np.inf if lse[b, h, i] == -np.inf else lse[b, h, i]
+        grad_out_c = np.ascontiguousarray(grad_out[b, h])   # (Tq, Dv)
+        k_c = np.ascontiguousarray(k[b, h])                 # (Tk, D)
         grad_q_acc = np.zeros((Tq, D), dtype=q.dtype)
         for j0 in range(0, Tk, BLOCK_K):
             j1 = min(j0 + BLOCK_K, Tk)
             nk = j1 - j0
-            k_block = np.ascontiguousarray(k[b, h, j0:j1])  # (nk, D)
-            k_t = np.ascontiguousarray(k_block.T)           # (D, nk)
-            v_t = np.ascontiguousarray(v[b, h, j0:j1].T)    # (Dv, nk)
             grad_k_acc = np.zeros((nk, D), dtype=q.dtype)
             grad_v_acc = np.zeros((nk, Dv), dtype=q.dtype)
             first_query = j0 if is_causal else 0            # earlier queries see none of them
             for i0 in range(first_query - first_query % BLOCK_Q, Tq, BLOCK_Q):
                 i1 = min(i0 + BLOCK_Q, Tq)
                 nq = i1 - i0
-                q_block = np.ascontiguousarray(q[b, h, i0:i1])
-                grad_out_block = np.ascontiguousarray(grad_out[b, h, i0:i1])
-                p = np.empty((nq, nk), dtype=q.dtype)
-                _scores_block(p, q_block, k_t, i0, j0, scale, is_causal, padding, b)
-                for r in range(nq):
-                    row_lse = lse[b, h, i0 + r]
-                    visible = _visible_keys(is_causal, i0 + r, j0, nk)
-                    if row_lse == -np.inf:                  # a row that sees no key
-                        visible = 0
-                    for c in range(visible):
-                        p[r, c] = _exp(p[r, c] - row_lse, float32_math)
-                    p[r, visible:] = 0
-                block_matmul_add(grad_v_acc, p.T, grad_out_block)      # dV += P^T dO
-                ds = np.zeros((nq, nk), dtype=q.dtype)
-                block_matmul_add(ds, grad_out_block, v_t)              # dP = dO V^T
-                for r in range(nq):
-                    for c in range(nk):
-                        ds[r, c] = p[r, c] * (ds[r, c] - delta[i0 + r])  # dS
-                block_matmul_add(grad_q_acc[i0:i1], ds, k_block)       # dQ += dS K
-                block_matmul_add(grad_k_acc, ds.T, q_block)            # dK += dS^T Q
-            grad_k[b, h, j0:j1] = grad_k_acc * scale
+                q_t = _transposed_block(q_scaled, i0, i1, 1)           # (D, nq)
+                grad_out_t = _transposed_block(grad_out_c, i0, i1, 1)  # (Dv, nq)
+                p_t = np.zeros((nk, nq), dtype=q.dtype)
+                tile_matmul_add(p_t, k_c[j0:j1], q_t)                  # S^T
+                for c in range(nk):
+                    start = _first_visible_column(j0 + c, i0, nq, Tq, is_causal, padding, b)
+                    p_t[c, :start] = 0
+                    _exp_minus(p_t[c, start:], lse_safe[i0 + start:i1], float32_math)  # P^T
+                tile_matmul_add(grad_v_acc, p_t, grad_out_c[i0:i1])    # dV += P^T dO
+                ds_t = np.zeros((nk, nq), dtype=q.dtype)
+                tile_matmul_add(ds_t, v[b, h, j0:j1], grad_out_t)      # dP^T = V dO^T
+                delta_block = delta[i0:i1]
+                for c in range(nk):
+                    p_row, ds_row = p_t[c], ds_t[c]
+                    for r in range(nq):
+                        ds_row[r] = p_row[r] * (ds_row[r] - delta_block[r])   # dS^T
+                tile_matmul_add(grad_k_acc, ds_t, q_scaled[i0:i1])     # dK += dS^T (Q scale)
+                tile_matmul_add(grad_q_acc[i0:i1], ds_t.T, k_c[j0:j1])  # dQ += dS K
+            grad_k[b, h, j0:j1] = grad_k_acc
             grad_v[b, h, j0:j1] = grad_v_acc
-        grad_q[b, h] = grad_q_acc * scale
+        for i in range(Tq):
+            for d in range(D):
+                grad_q[b, h, i, d] = grad_q_acc[i, d] * scale
 
 
 # ----- the entry points that the autograd op calls --------------------------------------------
