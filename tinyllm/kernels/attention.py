@@ -303,6 +303,46 @@ def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first,
                 lse[b, h, i0 + r] = row_max[r] + math.log(row_sum[r])
 
 
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def tile_matmul_transposed_add(c, a, b):
+    """c += a @ b^T for c (n, m), a (n, k), b (m, k), rows of a and b contiguous: each element
+    a dot product of two contiguous rows, c[i, j] += sum_p a[i, p] b[j, p].
+
+    For products whose result rows are short (dK, dV: D = 32 numbers), where the rank-1 updates
+    of ``tile_matmul_add`` run few SIMD steps per row; here the SIMD loop runs along k (the 64
+    queries of a block). Four rows of a at a time share each loaded row of b. ``reassoc`` lets
+    the compiler split each sum into SIMD lanes: a different order of the additions than
+    ``np.matmul``'s, equal to float rounding.
+    """
+    n, k = a.shape
+    m = b.shape[0]
+    i = 0
+    while i + 4 <= n:
+        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
+        for j in range(m):
+            b_row = b[j]
+            s0 = s1 = s2 = s3 = c.dtype.type(0)
+            for p in range(k):
+                x = b_row[p]
+                s0 += a0[p] * x
+                s1 += a1[p] * x
+                s2 += a2[p] * x
+                s3 += a3[p] * x
+            c[i, j] += s0
+            c[i + 1, j] += s1
+            c[i + 2, j] += s2
+            c[i + 3, j] += s3
+        i += 4
+    for r in range(i, n):
+        a_row = a[r]
+        for j in range(m):
+            b_row = b[j]
+            total = c.dtype.type(0)
+            for p in range(k):
+                total += a_row[p] * b_row[p]
+            c[r, j] += total
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padding,
                              grad_q, grad_k, grad_v, first, stop):
@@ -311,64 +351,75 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
 
     Shapes as ``attention_forward_tasks`` (any strides); lse (B, H, Tq) from the forward.
     Task number ``bh`` is the (batch entry, head) pair (bh // H, bh % H), B * H of them, each
-    writing only its own head's gradients. Delta = rowsum(dO * O) is computed once per head.
-    Key blocks are the outer loop and query blocks the inner one: dK and dV of a key block are
-    summed over the query blocks in small buffers and written once; dQ is summed in place.
-    The weights are rebuilt transposed, P^T = exp(K (Q scale)^T - L) (nk, nq), and so is
-    dS^T = P^T * (V dO^T - Delta): their inner loops run along the queries. No exponential
+    writing only its own head's gradients. Per head, once: Delta = rowsum(dO * O), and
+    (Q scale)^T and dO^T in blocks of ``width`` = min(BLOCK_Q, Tq) queries, the last block
+    filled up with zero queries (whose P is 0: L = +inf), so that every block has the same
+    width. Then key blocks outer, query blocks inner: the weights are rebuilt transposed,
+    P^T = exp(K (Q scale)^T - L) (nk, width), and dS^T = P^T * (V dO^T - Delta);
+    dV += P^T dO and dK += dS^T (Q scale) are summed over the query blocks in small buffers
+    and written once per key block; dQ^T += K^T dS^T is summed per query block. No exponential
     for masked scores; causally, query blocks before the key block are skipped.
     """
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     float32_math = q.itemsize == 4                      # float32 data: SIMD exp
+    width = min(BLOCK_Q, Tq)
+    q_blocks = (Tq + width - 1) // width
+    q_t = np.zeros((q_blocks, D, width), dtype=q.dtype)            # (Q scale)^T per block
+    grad_out_t = np.zeros((q_blocks, Dv, width), dtype=q.dtype)    # dO^T per block
+    grad_q_t = np.empty((q_blocks, D, width), dtype=q.dtype)       # dQ^T per block
+    delta = np.zeros(q_blocks * width, dtype=q.dtype)
+    lse_safe = np.full(q_blocks * width, np.inf, dtype=q.dtype)    # +inf: P = 0
+    p_t = np.empty((BLOCK_K, width), dtype=q.dtype)
+    ds_t = np.empty((BLOCK_K, width), dtype=q.dtype)
+    grad_k_acc = np.empty((BLOCK_K, D), dtype=q.dtype)
+    grad_v_acc = np.empty((BLOCK_K, Dv), dtype=q.dtype)
     for bh in range(first, stop):
         b, h = bh // H, bh % H
-        q_scaled = np.empty((Tq, D), dtype=q.dtype)         # Q scale, rows contiguous
-        delta = np.empty(Tq, dtype=q.dtype)
-        lse_safe = np.empty(Tq, dtype=q.dtype)              # +inf for rows that see no key
         for i in range(Tq):
+            block, r = i // width, i % width
             for d in range(D):
-                q_scaled[i, d] = q[b, h, i, d] * scale
+                q_t[block, d, r] = q[b, h, i, d] * scale
             total = 0.0
             for d in range(Dv):
+                grad_out_t[block, d, r] = grad_out[b, h, i, d]
                 total += grad_out[b, h, i, d] * out[b, h, i, d]
             delta[i] = total
             lse_safe[i] = np.inf if lse[b, h, i] == -np.inf else lse[b, h, i]
-        grad_out_c = np.ascontiguousarray(grad_out[b, h])   # (Tq, Dv)
-        k_c = np.ascontiguousarray(k[b, h])                 # (Tk, D)
-        grad_q_acc = np.zeros((Tq, D), dtype=q.dtype)
+        grad_q_t[:] = 0
         for j0 in range(0, Tk, BLOCK_K):
             j1 = min(j0 + BLOCK_K, Tk)
             nk = j1 - j0
-            grad_k_acc = np.zeros((nk, D), dtype=q.dtype)
-            grad_v_acc = np.zeros((nk, Dv), dtype=q.dtype)
-            first_query = j0 if is_causal else 0            # earlier queries see none of them
-            for i0 in range(first_query - first_query % BLOCK_Q, Tq, BLOCK_Q):
-                i1 = min(i0 + BLOCK_Q, Tq)
-                nq = i1 - i0
-                q_t = _transposed_block(q_scaled, i0, i1, 1)           # (D, nq)
-                grad_out_t = _transposed_block(grad_out_c, i0, i1, 1)  # (Dv, nq)
-                p_t = np.zeros((nk, nq), dtype=q.dtype)
-                tile_matmul_add(p_t, k_c[j0:j1], q_t)                  # S^T
+            k_block, v_block = k[b, h, j0:j1], v[b, h, j0:j1]
+            grad_k_block, grad_v_block = grad_k_acc[:nk], grad_v_acc[:nk]
+            grad_k_block[:] = 0
+            grad_v_block[:] = 0
+            p_block, ds_block = p_t[:nk], ds_t[:nk]
+            first_block = j0 // width if is_causal else 0   # earlier queries see none of them
+            for block in range(first_block, q_blocks):
+                i0 = block * width
+                p_block[:] = 0
+                tile_matmul_add(p_block, k_block, q_t[block])            # S^T
                 for c in range(nk):
-                    start = _first_visible_column(j0 + c, i0, nq, Tq, is_causal, padding, b)
-                    p_t[c, :start] = 0
-                    _exp_minus(p_t[c, start:], lse_safe[i0 + start:i1], float32_math)  # P^T
-                tile_matmul_add(grad_v_acc, p_t, grad_out_c[i0:i1])    # dV += P^T dO
-                ds_t = np.zeros((nk, nq), dtype=q.dtype)
-                tile_matmul_add(ds_t, v[b, h, j0:j1], grad_out_t)      # dP^T = V dO^T
-                delta_block = delta[i0:i1]
+                    start = _first_visible_column(j0 + c, i0, width, Tq, is_causal, padding, b)
+                    p_block[c, :start] = 0
+                    _exp_minus(p_block[c, start:], lse_safe[i0 + start:i0 + width],
+                               float32_math)                             # P^T
+                tile_matmul_transposed_add(grad_v_block, p_block, grad_out_t[block])  # dV += P^T dO
+                ds_block[:] = 0
+                tile_matmul_add(ds_block, v_block, grad_out_t[block])   # dP^T = V dO^T
+                delta_block = delta[i0:i0 + width]
                 for c in range(nk):
-                    p_row, ds_row = p_t[c], ds_t[c]
-                    for r in range(nq):
+                    p_row, ds_row = p_block[c], ds_block[c]
+                    for r in range(width):
                         ds_row[r] = p_row[r] * (ds_row[r] - delta_block[r])   # dS^T
-                tile_matmul_add(grad_k_acc, ds_t, q_scaled[i0:i1])     # dK += dS^T (Q scale)
-                tile_matmul_add(grad_q_acc[i0:i1], ds_t.T, k_c[j0:j1])  # dQ += dS K
-            grad_k[b, h, j0:j1] = grad_k_acc
-            grad_v[b, h, j0:j1] = grad_v_acc
+                tile_matmul_transposed_add(grad_k_block, ds_block, q_t[block])  # dK += dS^T Q s
+                tile_matmul_add(grad_q_t[block], k_block.T, ds_block)   # dQ^T += K^T dS^T
+            grad_k[b, h, j0:j1] = grad_k_block
+            grad_v[b, h, j0:j1] = grad_v_block
         for i in range(Tq):
             for d in range(D):
-                grad_q[b, h, i, d] = grad_q_acc[i, d] * scale
+                grad_q[b, h, i, d] = grad_q_t[i // width, d, i % width] * scale
 
 
 # ----- the entry points that the autograd op calls --------------------------------------------
