@@ -274,6 +274,7 @@ def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first,
         q_t = _transposed_block(q[b, h], i0, i1, scale)   # (D, nq): (Q scale)^T
         row_max = np.full(nq, -np.inf, dtype=q.dtype)       # m of each query
         row_sum = np.zeros(nq, dtype=q.dtype)               # l of each query
+        new_max = np.empty(nq, dtype=q.dtype)               # m after this block of keys
         shift = np.empty(nq, dtype=q.dtype)                 # the new m, 0 where still -inf
         rescale = np.empty(nq, dtype=q.dtype)               # exp(m - new m)
         acc_t = np.zeros((Dv, nq), dtype=q.dtype)           # acc^T
@@ -286,7 +287,7 @@ def attention_forward_tasks(q, k, v, scale, is_causal, padding, out, lse, first,
             p_t = scores[:nk]                               # S^T, then P-tilde^T in place
             p_t[:, :] = 0
             tile_matmul_add(p_t, k[b, h, j0:j1], q_t)       # S^T = K (Q scale)^T
-            new_max = row_max.copy()
+            new_max[:] = row_max
             for c in range(nk):
                 starts[c] = _first_visible_column(j0 + c, i0, nq, Tq, is_causal, padding, b)
                 _running_max(new_max[starts[c]:], p_t[c, starts[c]:])
@@ -376,7 +377,7 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
     B, H, Tq, D = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     float32_math = q.itemsize == 4                      # float32 data: SIMD exp
-    width = min(BLOCK_Q, Tq)
+    width = max(1, min(BLOCK_Q, Tq))                    # (1 for Tq = 0: no block at all)
     q_blocks = (Tq + width - 1) // width
     q_t = np.zeros((q_blocks, D, width), dtype=q.dtype)            # (Q scale)^T per block
     grad_out_t = np.zeros((q_blocks, Dv, width), dtype=q.dtype)    # dO^T per block
