@@ -169,21 +169,3 @@ def test_fused_attention_rejects_a_padding_mask_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"key_padding_mask must be a boolean array of shape "
                                          r"\(B, Tk\) = \(2, 3\)"):
         fused_attention(q, q, q, key_padding_mask=np.zeros((3, 2), dtype=bool))
-
-
-def test_backward_splits_few_heads_by_key_blocks_and_still_matches_the_reference():
-    """B = 1, H = 2 and 5 key blocks: the backward's tasks are (head, group of key blocks),
-    whose parts of dQ are summed; dQ, dK and dV equal the reference, causal or not."""
-    B, H, Tq, Tk, D = 1, 2, 70, 300, 8
-    groups = kernels.backward_key_groups(B, H, Tk)
-    assert groups == 5                          # one per key block: 10 tasks for 2 heads
-    assert kernels.backward_key_groups(4, 4, Tk) == 1     # 16 heads: tasks enough
-    for causal in (False, True):
-        q, k, v, _ = make_inputs(11, B, H, Tq, Tk, D, D, np.float64, False)
-        out, lse = run_forward(q, k, v, 0.5, causal, None)
-        grad_out = rng_for(12).standard_normal(out.shape)
-        grads = run_backward(grad_out, q, k, v, out, lse, 0.5, causal, None)
-        ref_grads = kernels.attention_backward_reference(grad_out, q, k, v, out, lse, 0.5,
-                                                         causal, None)
-        for grad, ref in zip(grads, ref_grads):
-            np.testing.assert_allclose(grad, ref, rtol=1e-10, atol=1e-12)

@@ -58,10 +58,9 @@ loop runs one number at a time.
 Threads: the kernels are compiled without Numba's ``parallel=True`` (compiling its parallel
 loops took 7.6 s for the forward and 7.3 s for the backward, most of a first training step's
 wait). Each is a plain loop over a range of independent tasks, (batch entry, head, block of
-queries) forward and (batch entry, head, group of key blocks) backward, compiled with
-``nogil=True``, and ``cpu_runtime.run_in_chunks`` runs ranges of tasks on all cores at once.
-Each task writes only its own rows of the outputs (the backward's parts of dQ are summed
-after; their number depends on the shapes only), so the thread count changes no number.
+queries) forward and (batch entry, head) backward, compiled with ``nogil=True``, and
+``cpu_runtime.run_in_chunks`` runs ranges of tasks on all cores at once. Each task writes only
+its own rows of the outputs, so the split changes no number.
 
 The kernels must equal ``attention_forward_reference`` and ``attention_backward_reference``
 to float rounding.
@@ -360,22 +359,17 @@ def tile_matmul_transposed_add(c, a, b):
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padding,
-                             grad_q_parts, grad_k, grad_v, first, stop):
-    """Fused backward (FlashAttention-2) of tasks ``first`` to ``stop - 1`` into grad_q_parts,
-    grad_k, grad_v: dQ = the sum of grad_q_parts (G, B, H, Tq, D) over its first axis, dK and
-    dV of the shapes of k and v.
+                             grad_q, grad_k, grad_v, first, stop):
+    """Fused backward (FlashAttention-2) of tasks ``first`` to ``stop - 1`` into grad_q,
+    grad_k, grad_v (shapes of q, k, v).
 
     Shapes as ``attention_forward_tasks`` (any strides); lse (B, H, Tq) from the forward.
-    Task number ``task`` is (batch entry, head, group g of key blocks) in that order, B H G of
-    them: group g takes the key blocks g, g + G, g + 2G, ... (``backward_key_groups``), writes
-    their rows of dK and dV and its part of dQ, grad_q_parts[g], so tasks write disjoint
-    outputs. (Taken in turn, not in runs, so that causally the groups' work is about equal:
-    an early key block is seen by more queries than a late one.) Per task: Delta =
-    rowsum(dO * O), and (Q scale)^T and dO^T in blocks of ``width`` = min(BLOCK_Q, Tq)
-    queries, the last block filled up with zero queries (whose P is 0: L = +inf), so that
-    every block has the same width. Then key blocks outer, query blocks inner: the weights are
-    rebuilt transposed, P^T = exp(K (Q scale)^T - L) (nk, width), and
-    dS^T = P^T * (V dO^T - Delta);
+    Task number ``bh`` is the (batch entry, head) pair (bh // H, bh % H), B * H of them, each
+    writing only its own head's gradients. Per head, once: Delta = rowsum(dO * O), and
+    (Q scale)^T and dO^T in blocks of ``width`` = min(BLOCK_Q, Tq) queries, the last block
+    filled up with zero queries (whose P is 0: L = +inf), so that every block has the same
+    width. Then key blocks outer, query blocks inner: the weights are rebuilt transposed,
+    P^T = exp(K (Q scale)^T - L) (nk, width), and dS^T = P^T * (V dO^T - Delta);
     dV += P^T dO and dK += dS^T (Q scale) are summed over the query blocks in small buffers
     and written once per key block; dQ^T += K^T dS^T is summed per query block. No exponential
     for masked scores; causally, query blocks before the key block are skipped.
@@ -394,9 +388,8 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
     ds_t = np.empty((BLOCK_K, width), dtype=q.dtype)
     grad_k_acc = np.empty((BLOCK_K, D), dtype=q.dtype)
     grad_v_acc = np.empty((BLOCK_K, Dv), dtype=q.dtype)
-    groups = grad_q_parts.shape[0]
-    for task in range(first, stop):
-        b, h, group = task // (H * groups), (task // groups) % H, task % groups
+    for bh in range(first, stop):
+        b, h = bh // H, bh % H
         for i in range(Tq):
             block, r = i // width, i % width
             for d in range(D):
@@ -408,7 +401,7 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
             delta[i] = total
             lse_safe[i] = np.inf if lse[b, h, i] == -np.inf else lse[b, h, i]
         grad_q_t[:] = 0
-        for j0 in range(group * BLOCK_K, Tk, groups * BLOCK_K):
+        for j0 in range(0, Tk, BLOCK_K):
             j1 = min(j0 + BLOCK_K, Tk)
             nk = j1 - j0
             k_block, v_block = k[b, h, j0:j1], v[b, h, j0:j1]
@@ -426,8 +419,7 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
                     p_block[c, :start] = 0
                     _exp_minus(p_block[c, start:], lse_safe[i0 + start:i0 + width],
                                float32_math)                             # P^T
-                tile_matmul_transposed_add(grad_v_block, p_block,
-                                           grad_out_t[block])            # dV += P^T dO
+                tile_matmul_transposed_add(grad_v_block, p_block, grad_out_t[block])  # dV += P^T dO
                 ds_block[:] = 0
                 tile_matmul_add(ds_block, v_block, grad_out_t[block])   # dP^T = V dO^T
                 delta_block = delta[i0:i0 + width]
@@ -442,8 +434,7 @@ def attention_backward_tasks(grad_out, q, k, v, out, lse, scale, is_causal, padd
         for block in range(q_blocks):
             for r in range(min(width, Tq - block * width)):
                 for d in range(D):
-                    grad_q_parts[group, b, h, block * width + r, d] = \
-                        grad_q_t[block, d, r] * scale
+                    grad_q[b, h, block * width + r, d] = grad_q_t[block, d, r] * scale
 
 
 # ----- the entry points that the autograd op calls --------------------------------------------
@@ -499,33 +490,12 @@ def attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse):
                     padding, out, lse)
 
 
-BACKWARD_TASKS = 16    # the backward splits heads until it has about this many tasks
-
-
-def backward_key_groups(B, H, Tk):
-    """How many groups G the backward splits each head's key blocks into: 1 when the B H heads
-    are ``BACKWARD_TASKS`` tasks or more, otherwise enough for that many, at most one per key
-    block. With few heads (B = 1, H = 4 on 2 cores: 4 tasks of a quarter of the work each) a
-    thread slowed by another program holds up the other for a whole head; more, smaller tasks
-    go to whichever thread is free. Each group beyond the first costs one more (Tq, D) part of
-    dQ per head, summed at the end. G depends on the shapes only, not on the number of
-    threads, so every thread count gives the same numbers."""
-    key_blocks = (Tk + BLOCK_K - 1) // BLOCK_K
-    return max(1, min(key_blocks, -(-BACKWARD_TASKS // max(1, B * H))))
-
-
 def attention_backward_numba(grad_out, q, k, v, out, lse, scale, is_causal, padding,
                              grad_q, grad_k, grad_v):
     """Fused backward into grad_q, grad_k, grad_v: ``attention_backward_tasks`` for every
-    (batch entry, head, group of key blocks), on all kernel threads; the groups' parts of dQ
-    are summed here (``backward_key_groups``)."""
-    B, H, Tq, D = q.shape
-    groups = backward_key_groups(B, H, k.shape[2])
-    grad_q_parts = grad_q[None] if groups == 1 else np.empty((groups,) + q.shape, q.dtype)
-    _run_on_threads(attention_backward_tasks, B * H * groups, grad_out, q, k, v, out, lse,
-                    scale, is_causal, padding, grad_q_parts, grad_k, grad_v)
-    if groups > 1:
-        np.sum(grad_q_parts, axis=0, out=grad_q)
+    (batch entry, head), on all kernel threads."""
+    _run_on_threads(attention_backward_tasks, q.shape[0] * q.shape[1], grad_out, q, k, v, out,
+                    lse, scale, is_causal, padding, grad_q, grad_k, grad_v)
 
 
 def _padding_array(key_padding_mask):
