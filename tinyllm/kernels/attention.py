@@ -145,8 +145,11 @@ def _update_four_rows(c0, c1, c2, c3, b0, b1, a, i, p):
 
     Each loaded element of b serves 4 rows. Why 4 x 2 and not the matmul's 4 x 4: AVX2 has 16
     vector registers, and 4 x 4 needs 16 for the broadcast numbers of a alone, plus 4 for b and
-    4 for c; the compiler then reloads a from memory in the inner loop. 4 x 2 needs 8 + 2 + 4
-    and ran the (64, 32) x (32, 64) score product at 42-45 GFLOP/s on one core, 4 x 4 at 30.
+    4 for c, more than there are. Measured on one core of the 2-core AVX2 machine, best of 9:
+    the (64, 32) x (32, 128) score block at 62 GFLOP/s with 4 x 2, 54 with 4 x 4; but the
+    (32, 64) x (64, 128) output block at 40 and 52, and at 128 -> 64 columns both at 36-37.
+    In the whole kernels, the 4 x 4 kernel for the (32, 64) x (64, 128) products gave no
+    difference beyond the spread; one kernel for every product is simpler.
     """
     a00, a01 = a[i, p], a[i, p + 1]
     a10, a11 = a[i + 1, p], a[i + 1, p + 1]
