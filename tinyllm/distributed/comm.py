@@ -20,6 +20,7 @@ Open MPI's ``OMPI_COMM_WORLD_SIZE``) without importing anything.
 
 import os
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -144,8 +145,15 @@ class Communicator:
     def barrier(self, what="barrier"):
         self.wait(self.comm.Ibarrier(), what)
 
-    def abort(self, code=1):
-        """End every rank of the job (the way out while a collective is pending)."""
+    def abort(self, code=1, drain_seconds=0.5):
+        """End every rank of the job (the way out while a collective is pending).
+
+        ``MPI_Abort`` kills the processes at once, and what a rank printed just before may
+        still sit in ``mpiexec``'s forwarding of its output; flushing and waiting
+        ``drain_seconds`` lets the message that says why reach the terminal."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(drain_seconds)
         self.comm.Abort(code)
 
 
