@@ -20,6 +20,13 @@ It also times one GPT training step (nanoGPT's small CPU configuration: 4 layers
     python benchmarks/bench_attention_api.py --numpy-first  # imports NumPy first, as many scripts do
     python benchmarks/bench_attention_api.py --both         # both orders, each in a subprocess
 
+    python benchmarks/bench_attention_api.py --cpu-time     # one thread, CPU seconds
+
+``--cpu-time`` runs both backends on one thread (``NUMBA_NUM_THREADS=1``,
+``OPENBLAS_NUM_THREADS=1``) and times them in CPU seconds of that thread
+(``time.thread_time``), which other programs on the machine change far less than wall time:
+it compares the work of the two backends on a loaded machine, not their speed on its cores.
+
 Importing NumPy first used to cost the fused kernels up to half their speed (OpenBLAS's idle
 threads kept spinning, see ``tinyllm/kernels/cpu_runtime.py``); ``--both`` shows whether the
 two orders now give the same times.
@@ -57,6 +64,10 @@ def attention_step(F, Tensor, q, k, v, grad, is_causal):
     return out
 
 
+# The clock of time_pair: wall time, or the CPU time of this thread with --cpu-time.
+clock = time.perf_counter
+
+
 def time_pair(functions, seconds, least=3):
     """Median seconds of each function in ``functions``, called in turns until ``seconds`` of
     the first have passed (at least ``least`` and at most 50 turns), after one untimed turn."""
@@ -65,9 +76,9 @@ def time_pair(functions, seconds, least=3):
     times = [[] for _ in functions]
     while (len(times[0]) < least or sum(times[0]) < seconds) and len(times[0]) < 50:
         for f, record in zip(functions, times):
-            started = time.perf_counter()
+            started = clock()
             f()
-            record.append(time.perf_counter() - started)
+            record.append(clock() - started)
     return [statistics.median(record) for record in times]
 
 
@@ -139,9 +150,16 @@ def main():
                         help="time each case at least this many times (default 3)")
     parser.add_argument("--no-train-step", action="store_true",
                         help="skip the GPT training step")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread for both backends, timed in CPU seconds of the thread")
     args = parser.parse_args()
     if args.both:
         return run_both(args.seconds, args.least)
+    if args.cpu_time:
+        global clock
+        os.environ["NUMBA_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        clock = time.thread_time
+        print("one thread per backend, CPU time of the thread (time.thread_time)")
     np, tinyllm = import_in_order(args.numpy_first)
     import numba
     from tinyllm.kernels import cpu_runtime
