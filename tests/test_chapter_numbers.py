@@ -34,7 +34,7 @@ IN_THE_TEXT = {
     "06-attention": {"2.028": "e^0.7071, worked in the text",
                      "5.056": "2.028 + 1 + 2.028, worked in the text"},
     "08-transformer": {"1706.03762": "an arXiv id"},
-    "09-language-models-and-decoding": {"0.792": "a top-5 mass summed in the text"},
+    "09-language-models-and-decoding": {"0.687": "a top-5 mass, in the title of a plot"},
     "10-pretraining-and-finetuning": {"0.0923": "0.1 * 12/13, worked in the text",
                                       "0.1077": "0.1 + 0.1/13, worked in the text",
                                       "0.670": "a loss quoted from the comparison table",
