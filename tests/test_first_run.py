@@ -136,6 +136,10 @@ def test_a_cold_numba_cache_prints_the_message_and_each_kernel(tmp_path):
     assert len(announced) == 1 and str(tmp_path / "numba-cache") in lines[announced[0]]
     progress = [i for i, line in enumerate(lines) if line.startswith("compiling kernel ")]
     assert progress and announced[0] < progress[0]
+    first_step = min(i for i, line in enumerate(lines) if line.startswith("step "))
+    assert progress[-1] < first_step                   # all compiled before the run
+    if compilation.compiling_processes(9) > 1:         # the work shared between processes
+        assert [line for line in lines if line.endswith("(in another process)")]
 
 
 # ----- tinyllm serve on a busy port -------------------------------------------------------------

@@ -10,12 +10,26 @@ again) when the source file changes.
 
 On a first run the compilation takes seconds per kernel, before the first training step or
 the first generated token, so ``tinyllm train``, ``generate``, ``eval`` and ``serve`` announce
-it and name each kernel as it starts compiling (``announcing_compilation``).
+it and name each kernel as it starts compiling (``announcing_compilation``). They also compile
+the kernels they are about to call before the first step, several at once (``compile_kernels``):
+Numba compiles on one thread and holds a lock while it does, so one process compiles one
+kernel at a time, but separate processes do not wait for each other. With one process per
+core, each taking the next kernel of the list, a 2-core machine compiles in about half the
+time, and the first call in the run loads the others' work from the cache in milliseconds.
 """
 
 import contextlib
 import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
+
+import numba
+import numpy as np
 
 from tinyllm.kernels import backend
 
@@ -36,6 +50,44 @@ KERNELS = {
     "embedding": {"embedding_backward._add_rows": 0.2},
     "matmul": {"matmul.matmul_numba_into": 3.0},
 }
+
+
+def argument_types(name, dtype):
+    """The Numba types of the arguments with which tinyllm calls kernel ``name`` on arrays of
+    ``dtype`` (float32 or float64): the signature to compile before a run.
+
+    Arrays are C-contiguous ("C"), except attention's, which are compiled for any strides
+    ("A", see ``attention._compiled_for_any_layout``); ints are int64 (task ranges, sizes),
+    Python floats float64, flags booleans. tests/test_compile_announcements.py checks that a
+    training step compiles nothing else.
+    """
+    real = numba.from_dtype(np.dtype(dtype))
+    i64, f64, flag = numba.int64, numba.float64, numba.boolean
+
+    def array(ndim, layout="C", of=real):
+        return numba.types.Array(of, ndim, layout)
+
+    table = {
+        "attention.attention_forward_tasks":
+            (array(4, "A"),) * 3 + (real, flag, array(2, "A", flag), array(4, "A"),
+                                    array(3, "A"), i64, i64),
+        "attention.attention_backward_tasks":
+            (array(4, "A"),) * 5 + (array(3, "A"), real, flag, array(2, "A", flag))
+            + (array(4, "A"),) * 3 + (i64, i64),
+        "softmax_cross_entropy._softmax_cross_entropy_rows":
+            (array(2), array(1, of=i64), i64, i64, array(2), array(1, of=f64), i64, i64),
+        "layer_norm._layer_norm_forward_rows":
+            (array(2), array(1), array(1), f64, array(2), array(1), array(1), i64, i64),
+        "layer_norm._layer_norm_backward_rows":
+            (array(2), array(2), array(1), array(1), array(1), array(2), array(2), array(2),
+             i64, i64),
+        "gelu._gelu_forward_flat": (array(1), flag, array(1), i64, i64),
+        "gelu._gelu_backward_flat": (array(1), array(1), flag, array(1), i64, i64),
+        "adam._adam_flat": (array(1),) * 4 + (f64,) * 5 + (flag, f64, f64, i64, i64),
+        "embedding_backward._add_rows": (array(2), array(1, of=i64), array(2)),
+        "matmul.matmul_numba_into": (array(3),) * 3,
+    }
+    return table[name]
 
 
 def dispatcher(name):
@@ -77,16 +129,30 @@ def uncached(kinds, training=True):
     return [name for name in kernels_used(kinds, training) if not is_cached(name)]
 
 
-def announcement(kinds, training=True):
+def announcement(kinds, training=True, processes=None):
     """The line to print before a run that uses ``kinds`` when some of their kernels must be
-    compiled first, or None when all are cached (or none runs on Numba)."""
+    compiled first, or None when all are cached (or none runs on Numba). The time it gives
+    is the measured seconds of those kernels (``KERNELS``) shared among the processes
+    ``compile_kernels`` will use, and never less than the longest one."""
     missing = uncached(kinds, training)
     if not missing:
         return None
-    seconds = sum(KERNELS[kind][name] for kind in kinds for name in KERNELS[kind]
-                  if name in missing)
-    return ("compiling the Numba kernels once, about %.0f s (%d kernels; measured on 2 cores); "
-            "cached in %s" % (max(seconds, 1), len(missing), cache_dir()))
+    seconds = [_expected_seconds(name) for name in missing]
+    processes = compiling_processes(len(missing), processes)
+    estimate = max(max(seconds), sum(seconds) / processes)
+    return ("compiling the Numba kernels once, about %.0f s (%d kernels in %d %s; measured on "
+            "2 cores); cached in %s" % (max(estimate, 1), len(missing), processes,
+                                        "process" if processes == 1 else "processes",
+                                        cache_dir()))
+
+
+def compiling_processes(kernels, processes=None):
+    """How many processes ``compile_kernels`` uses for ``kernels`` kernels: ``processes``, or
+    by default one per core this process may run on; at most one per kernel."""
+    if processes is None:
+        processes = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                     else os.cpu_count() or 1)
+    return max(1, min(processes, kernels))
 
 
 @contextlib.contextmanager
@@ -116,13 +182,105 @@ def reporting_compilation(report, expected=None):
 
 
 
+def _claim(folder, name):
+    """True for the first process that asks for ``name`` (it creates the file), False after."""
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def compile_claimed(names, dtype, folder, say):
+    """Compile, one after the other, each kernel of ``names`` that no other process has claimed
+    in ``folder``; ``say(line)`` before and after each. Numba keeps the result in this
+    process and writes it to its on-disk cache for the others."""
+    for name in names:
+        if _claim(folder, name):
+            say("start %s" % name)
+            started = time.perf_counter()
+            dispatcher(name).compile(argument_types(name, dtype))
+            say("done %s %.1f" % (name, time.perf_counter() - started))
+
+
+def _compiled_here(name, dtype):
+    return argument_types(name, dtype) in dispatcher(name).overloads
+
+
+def compile_kernels(names, dtype=np.float32, report=print, processes=None):
+    """Compile the kernels ``names`` (keys of ``KERNELS``' entries) for ``dtype`` data now, in
+    this process and ``processes - 1`` others at once (default: one per available core, at
+    most one per kernel). Every process walks the same list, longest compilation first, and
+    takes each kernel that no process has taken yet (it claims it by creating a file of that
+    name in a shared temporary folder); this one waits for the others before returning. A
+    kernel another process compiled is loaded from Numba's cache when this process first
+    calls it. Reports "compiling kernel i of n: NAME" as each starts and the seconds each took.
+    """
+    names = sorted((n for n in names if not _compiled_here(n, dtype)),
+                   key=lambda n: -_expected_seconds(n))
+    if not names:
+        return
+    processes = compiling_processes(len(names), processes)
+    started_count = [0]
+    lock = threading.Lock()
+
+    def say(line, where=""):
+        word, name = line.split()[:2]
+        function = name.split(".")[1]
+        with lock:
+            if word == "start":
+                started_count[0] += 1
+                report("compiling kernel %d of %d: %s%s"
+                       % (started_count[0], len(names), function, where))
+            else:
+                report("compiled %s in %s s%s" % (function, line.split()[2], where))
+
+    with tempfile.TemporaryDirectory(prefix="tinyllm-compile-") as folder:
+        command = [sys.executable, "-m", "tinyllm.kernels.compile_worker", folder,
+                   np.dtype(dtype).name] + names
+        # The other processes import this very copy of tinyllm (its folder first on their path)
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        errors = [open(os.path.join(folder, "stderr-%d" % i), "w+") for i in range(processes - 1)]
+        workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=error, env=env,
+                                    text=True) for error in errors]
+        readers = [threading.Thread(target=_relay, args=(worker, say), daemon=True)
+                   for worker in workers]
+        for reader in readers:
+            reader.start()
+        compile_claimed(names, dtype, folder, say)
+        for worker, reader, error in zip(workers, readers, errors):
+            if worker.wait() != 0:
+                error.seek(0)
+                last = (error.read().strip().splitlines() or [""])[-1]
+                report("a compiling process ended with exit status %d (%s); the kernels it had "
+                       "taken compile when first called" % (worker.returncode, last))
+            reader.join()
+            error.close()
+
+
+def _relay(worker, say):
+    for line in worker.stdout:
+        if line.startswith(("start ", "done ")):
+            say(line, " (in another process)")
+
+
+def _expected_seconds(name):
+    return next(kernels[name] for kernels in KERNELS.values() if name in kernels)
+
+
 @contextlib.contextmanager
-def announcing_compilation(kinds, report, training=True):
+def announcing_compilation(kinds, report, training=True, dtype=np.float32, processes=None):
     """For a run that uses the kernels ``kinds`` (``training``: also their gradients and the
-    optimizer): ``report`` the ``announcement`` first when some must be compiled, then,
-    inside the block, each kernel as it starts compiling (``reporting_compilation``)."""
+    optimizer) on ``dtype`` data: when some must be compiled, ``report`` the
+    ``announcement``, then compile them before the run, in ``processes`` processes at once
+    (``compile_kernels``; None: one per core); inside the block, ``report`` any other kernel
+    as it starts compiling (``reporting_compilation``)."""
     missing = uncached(kinds, training)
     if missing:
-        report(announcement(kinds, training))
-    with reporting_compilation(report, expected=len(missing) or None):
+        report(announcement(kinds, training, processes))
+        compile_kernels(missing, dtype, report, processes)
+    with reporting_compilation(report):
         yield
+

@@ -14,6 +14,7 @@ so after changing one, delete the ``*.nbi`` and ``*.nbc`` files in
 ``tinyllm/kernels/__pycache__``.
 """
 
+import functools
 import math
 
 import numba
@@ -25,10 +26,21 @@ INV_SQRT_2 = 1.0 / math.sqrt(2.0)                  # GELU's Phi(x) = (1 + erf(x 
 INV_SQRT_2_PI = 1.0 / math.sqrt(2.0 * math.pi)     # the normal density's constant
 
 
-@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+def _erf_scalar(x):
+    return math.erf(x)
+
+
+@functools.lru_cache(maxsize=None)
+def _erf_ufunc():
+    """``math.erf`` compiled by Numba into a NumPy ufunc for float32 and float64, built on the
+    first call of ``erf`` (not at import: compiling it, or loading it from the cache, took
+    0.3-1 s that every ``import tinyllm`` paid, used or not)."""
+    return numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)(_erf_scalar)
+
+
 def erf(x):
     """Elementwise error function; equals ``math.erf`` on every element."""
-    return math.erf(x)
+    return _erf_ufunc()(x)
 
 
 def erf_reference(x):

@@ -334,8 +334,11 @@ class Trainer:
     def _reporting_compilation(self):
         """Say, before a first run compiles the Numba kernels, that it does, how long it may
         take and where the result is kept; then name each kernel as it starts compiling."""
+        dtype = next(iter(self.model.parameters())).dtype
+        # Under MPI every rank is a process already, one per core: no more processes.
+        processes = 1 if distributed.launched_world_size() > 1 else None
         return compilation.announcing_compilation(KERNEL_KINDS.get(self.task.model_type, ()),
-                                                  self.log)
+                                                  self.log, dtype=dtype, processes=processes)
 
     def _print_sample(self):
         """Log the sample text at the current step and return it (None when turned off)."""
