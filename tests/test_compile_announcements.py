@@ -2,6 +2,7 @@
 compiled first; without training they name only the forward kernels."""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -122,3 +123,26 @@ def test_the_compile_worker_writes_the_kernel_to_numbas_cache(tmp_path):
                                                          "embedding_backward._add_rows"]
     assert list(cache.rglob("embedding_backward._add_rows-*.nbi"))
     assert list(cache.rglob("adam._adam_flat-*.nbi"))
+
+
+def test_is_cached_reads_numbas_index_and_its_source_stamp(tmp_path, monkeypatch):
+    """A kernel counts as cached when its index in cache_dir() was made from the source as it
+    is now (Numba's stamp), whatever the files' times say; a stamp of another source is not."""
+    name = "adam._adam_flat"
+    compilation.compile_kernels([name], np.float32, lambda line: None, processes=1)
+    cache_file = compilation.dispatcher(name)._cache._cache_file
+    real_index = compilation.cache_dir() / cache_file._index_name
+    assert real_index.is_file() and compilation.is_cached(name)
+    monkeypatch.setattr(compilation, "cache_dir", lambda: tmp_path)
+    assert not compilation.is_cached(name)                     # no index there
+    copy = tmp_path / cache_file._index_name
+    copy.write_bytes(real_index.read_bytes())
+    os.utime(copy, (0, 0))                                     # older than the source: no matter
+    assert compilation.is_cached(name)
+    with open(copy, "rb") as index:
+        version = pickle.load(index)
+        _, overloads = pickle.loads(index.read())
+    with open(copy, "wb") as index:                            # made from another source
+        pickle.dump(version, index)
+        index.write(pickle.dumps((b"another source", overloads)))
+    assert not compilation.is_cached(name)

@@ -21,6 +21,7 @@ time, and the first call in the run loads the others' work from the cache in mil
 import contextlib
 import importlib
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -102,12 +103,32 @@ def cache_dir():
 
 
 def is_cached(name):
-    """True when Numba's cache holds a compiled version of kernel ``name`` that is newer than
-    its source file (Numba discards an index older than the source)."""
-    module, function = name.split(".")
-    source = Path(dispatcher(name).py_func.__code__.co_filename)
-    indexes = list(cache_dir().glob("%s.%s-*.nbi" % (module, function)))
-    return any(index.stat().st_mtime >= source.stat().st_mtime for index in indexes)
+    """True when Numba's cache holds a compiled version of kernel ``name`` made from its source
+    as it is now.
+
+    Numba's index file for a kernel (``.nbi``) starts with Numba's version, then holds a stamp
+    of the source file it was compiled from (a hash of its text, in recent Numba) and the
+    compiled versions; Numba discards it when either differs. This reads it the same way,
+    from ``cache_dir()``. Where Numba names these things differently, it falls back to
+    comparing the index file's time with the source file's.
+    """
+    try:
+        cache_file = dispatcher(name)._cache._cache_file
+        index_name, version = cache_file._index_name, cache_file._version
+        stamp = cache_file._source_stamp
+    except AttributeError:
+        module, function = name.split(".")
+        source = Path(dispatcher(name).py_func.__code__.co_filename)
+        indexes = list(cache_dir().glob("%s.%s-*.nbi" % (module, function)))
+        return any(index.stat().st_mtime >= source.stat().st_mtime for index in indexes)
+    try:
+        with open(cache_dir() / index_name, "rb") as index:
+            if pickle.load(index) != version:
+                return False
+            saved_stamp, overloads = pickle.loads(index.read())
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+        return False
+    return saved_stamp == stamp and bool(overloads)
 
 
 # Words in the names of the kernels that only training runs (gradients, the optimizer):
