@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -142,7 +143,7 @@ def kernels_used(kinds, training=True):
     ``training`` is False)."""
     return [name for kind in kinds if backend.resolve(kind) == "numba"
             for name in KERNELS[kind]
-            if training or not any(word in name for word in TRAINING_ONLY)]
+            if training or not _training_only(name)]
 
 
 def uncached(kinds, training=True):
@@ -176,6 +177,10 @@ def compiling_processes(kernels, processes=None):
     return max(1, min(processes, kernels))
 
 
+# Set while a ``Compilation`` compiles in this thread: it reports those kernels itself.
+_compiling_ahead = threading.local()
+
+
 @contextlib.contextmanager
 def reporting_compilation(report, expected=None):
     """Inside the block, call ``report(line)`` when a tinyllm kernel starts compiling:
@@ -189,7 +194,8 @@ def reporting_compilation(report, expected=None):
 
         def on_start(self, ev):
             function = ev.data["dispatcher"].py_func
-            if self.depth == 0 and function.__module__.startswith("tinyllm.kernels"):
+            if (self.depth == 0 and function.__module__.startswith("tinyllm.kernels")
+                    and not getattr(_compiling_ahead, "active", False)):
                 self.count += 1
                 of = " of %d" % max(expected, self.count) if expected else ""
                 report("compiling kernel %d%s: %s" % (self.count, of, function.__name__))
@@ -228,63 +234,112 @@ def _compiled_here(name, dtype):
     return argument_types(name, dtype) in dispatcher(name).overloads
 
 
-def compile_kernels(names, dtype=np.float32, report=print, processes=None):
-    """Compile the kernels ``names`` (keys of ``KERNELS``' entries) for ``dtype`` data now, in
-    this process and ``processes - 1`` others at once (default: one per available core, at
-    most one per kernel). Every process walks the same list, longest compilation first, and
-    takes each kernel that no process has taken yet (it claims it by creating a file of that
-    name in a shared temporary folder); this one waits for the others before returning. A
-    kernel another process compiled is loaded from Numba's cache when this process first
-    calls it. Reports "compiling kernel i of n: NAME" as each starts and the seconds each took.
+class Compilation:
+    """Kernels compiled before a run by this process and ``processes - 1`` others at once.
+
+    Numba compiles on one thread and holds a lock while it does, so one process compiles one
+    kernel at a time, but separate processes do not wait for each other. Every process walks
+    a list of the kernels and takes each that no process has taken yet: it claims it by
+    creating a file of that name in a shared temporary folder, then compiles it. A kernel that
+    another process compiled reaches this one through Numba's on-disk cache: its first call
+    here loads it, in milliseconds.
+
+    The other processes (``python -m tinyllm.kernels.compile_worker``) start with the kernels
+    that only training calls (gradients, the optimizer); this process with those that a
+    forward pass calls (``compile_forward``). So a training run can sample its first text and
+    measure its first loss while the others still compile the backward kernels, and meet them
+    before its first step (``wait``).
+
+        compilation = Compilation(names, np.float32, print)
+        compilation.compile_forward()      # here, or taken by another process
+        ...                                # forward passes
+        compilation.wait()                 # every kernel compiled or loaded: train
+
+    Reports "compiling kernel i of n: NAME" as each starts, and the seconds it took.
     """
-    names = sorted((n for n in names if not _compiled_here(n, dtype)),
-                   key=lambda n: -_expected_seconds(n))
-    if not names:
-        return
-    processes = compiling_processes(len(names), processes)
-    started_count = [0]
-    lock = threading.Lock()
 
-    def say(line, where=""):
-        word, name = line.split()[:2]
-        function = name.split(".")[1]
-        with lock:
-            if word == "start":
-                started_count[0] += 1
-                report("compiling kernel %d of %d: %s%s"
-                       % (started_count[0], len(names), function, where))
-            else:
-                report("compiled %s in %s s%s" % (function, line.split()[2], where))
-
-    with tempfile.TemporaryDirectory(prefix="tinyllm-compile-") as folder:
-        command = [sys.executable, "-m", "tinyllm.kernels.compile_worker", folder,
-                   np.dtype(dtype).name] + names
+    def __init__(self, names, dtype=np.float32, report=print, processes=None):
+        self.names = sorted((n for n in names if not _compiled_here(n, dtype)),
+                            key=lambda n: -_expected_seconds(n))
+        self.dtype, self.report = np.dtype(dtype), report
+        self.started = 0
+        self.lock = threading.Lock()
+        self.folder = tempfile.mkdtemp(prefix="tinyllm-compile-")
+        self.workers = []
+        if not self.names:
+            return
+        others = compiling_processes(len(self.names), processes) - 1
+        training_first = sorted(self.names, key=lambda n: not _training_only(n))
+        command = [sys.executable, "-m", "tinyllm.kernels.compile_worker", self.folder,
+                   self.dtype.name] + training_first
         # The other processes import this very copy of tinyllm (its folder first on their path)
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        errors = [open(os.path.join(folder, "stderr-%d" % i), "w+") for i in range(processes - 1)]
-        workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=error, env=env,
-                                    text=True) for error in errors]
-        readers = [threading.Thread(target=_relay, args=(worker, say), daemon=True)
-                   for worker in workers]
-        for reader in readers:
-            reader.start()
-        compile_claimed(names, dtype, folder, say)
-        for worker, reader, error in zip(workers, readers, errors):
+        for i in range(others):
+            error = open(os.path.join(self.folder, "stderr-%d" % i), "w+")
+            worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=error, env=env,
+                                      text=True)
+            relay = threading.Thread(target=self._relay, args=(worker,), daemon=True)
+            relay.start()
+            self.workers.append((worker, relay, error))
+
+    def _say(self, line, where=""):
+        """Report a "start NAME" or "done NAME SECONDS" line of a compiling process."""
+        word, name = line.split()[:2]
+        function = name.split(".")[1]
+        with self.lock:
+            if word == "start":
+                self.started += 1
+                self.report("compiling kernel %d of %d: %s%s"
+                            % (self.started, len(self.names), function, where))
+            else:
+                self.report("compiled %s in %s s%s" % (function, line.split()[2], where))
+
+    def _relay(self, worker):
+        for line in worker.stdout:
+            if line.startswith(("start ", "done ")):
+                self._say(line, " (in another process)")
+
+    def compile_forward(self):
+        """Compile here each kernel a forward pass calls that no process has taken yet."""
+        self._compile_here([n for n in self.names if not _training_only(n)])
+
+    def wait(self):
+        """Compile here every kernel still untaken, then wait for the other processes (once:
+        later calls return at once)."""
+        if self.folder is None:
+            return
+        self._compile_here(self.names)
+        for worker, relay, error in self.workers:
             if worker.wait() != 0:
                 error.seek(0)
                 last = (error.read().strip().splitlines() or [""])[-1]
-                report("a compiling process ended with exit status %d (%s); the kernels it had "
-                       "taken compile when first called" % (worker.returncode, last))
-            reader.join()
+                self.report("a compiling process ended with exit status %d (%s); the kernels "
+                            "it had taken compile when first called" % (worker.returncode, last))
+            relay.join()
             error.close()
+        self.workers = []
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = None
+
+    def _compile_here(self, names):
+        _compiling_ahead.active = True          # reporting_compilation: already reported
+        try:
+            compile_claimed(names, self.dtype, self.folder, self._say)
+        finally:
+            _compiling_ahead.active = False
 
 
-def _relay(worker, say):
-    for line in worker.stdout:
-        if line.startswith(("start ", "done ")):
-            say(line, " (in another process)")
+def compile_kernels(names, dtype=np.float32, report=print, processes=None):
+    """Compile the kernels ``names`` (keys of ``KERNELS``' entries) for ``dtype`` data now, in
+    this process and ``processes - 1`` others at once (default: one per available core, at
+    most one per kernel); see ``Compilation``."""
+    Compilation(names, dtype, report, processes).wait()
+
+
+def _training_only(name):
+    return any(word in name for word in TRAINING_ONLY)
 
 
 def _expected_seconds(name):
@@ -295,13 +350,20 @@ def _expected_seconds(name):
 def announcing_compilation(kinds, report, training=True, dtype=np.float32, processes=None):
     """For a run that uses the kernels ``kinds`` (``training``: also their gradients and the
     optimizer) on ``dtype`` data: when some must be compiled, ``report`` the
-    ``announcement``, then compile them before the run, in ``processes`` processes at once
-    (``compile_kernels``; None: one per core); inside the block, ``report`` any other kernel
-    as it starts compiling (``reporting_compilation``)."""
+    ``announcement`` and compile them before the run (a ``Compilation`` with ``processes``
+    processes; None: one per core). Yields that ``Compilation``: the forward kernels are
+    ready inside the block; call its ``wait()`` before the first backward pass (without
+    ``training``, everything is ready). Inside the block, ``report`` any other kernel as it
+    starts compiling (``reporting_compilation``)."""
     missing = uncached(kinds, training)
     if missing:
         report(announcement(kinds, training, processes))
-        compile_kernels(missing, dtype, report, processes)
-    with reporting_compilation(report):
-        yield
-
+    compilation = Compilation(missing, dtype, report, processes)
+    try:
+        compilation.compile_forward()
+        if not training:
+            compilation.wait()
+        with reporting_compilation(report):
+            yield compilation
+    finally:
+        compilation.wait()

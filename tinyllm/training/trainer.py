@@ -307,10 +307,11 @@ class Trainer:
     def run(self):
         """Train up to ``config.steps``; returns a ``TrainResult``."""
         self.log(self.describe())
-        with backend_context(self.config.backend), self._reporting_compilation():
+        with backend_context(self.config.backend), self._compiling_kernels() as compilation:
             samples = {"before": self._print_sample()}
             if self.step == 0 and self.is_main:
                 self.log("step 0: val loss %.4f" % self.record_evaluation())
+            compilation.wait()              # the backward kernels, from the other processes
             try:
                 with self._stopping_on_signals():
                     self._loop()
@@ -331,9 +332,11 @@ class Trainer:
                                     result.tokens_per_sec, self.checkpoint_path, self.plot_path))
         return result
 
-    def _reporting_compilation(self):
+    def _compiling_kernels(self):
         """Say, before a first run compiles the Numba kernels, that it does, how long it may
-        take and where the result is kept; then name each kernel as it starts compiling."""
+        take and where the result is kept; then compile them, naming each as it starts: the
+        forward kernels before the first sample, the others (in other processes meanwhile)
+        before the first step (``compilation.announcing_compilation``)."""
         dtype = next(iter(self.model.parameters())).dtype
         # Under MPI every rank is a process already, one per core: no more processes.
         processes = 1 if distributed.launched_world_size() > 1 else None
