@@ -37,13 +37,13 @@ from tinyllm.kernels import backend
 
 # The kernels behind each entry of backend.AUTO_CHOICE ("module.function" in tinyllm.kernels),
 # with the seconds their compilation takes on a first run of `tinyllm train` on a 2-core AMD
-# EPYC (benchmarks/RESULTS.md, "Cold start"; the kernels they call, like block_matmul_add,
-# included). Attention: the time between the "compiling kernel i of n" lines on the quiet
-# machine; the others: processor seconds of each compilation, read from Numba's compile events
-# (the compiler runs on one thread, so these are its seconds on an idle core).
+# EPYC (benchmarks/RESULTS.md, "Cold start"; the kernels they call, like tile_matmul_add,
+# included). Attention: each compiled first in a fresh process, as ``Compilation`` does
+# (Numba's own start-up included), quiet machine, 2026-12-07; the others: processor seconds
+# of each compilation, read from Numba's compile events.
 KERNELS = {
-    "attention": {"attention.attention_forward_tasks": 12.1,
-                  "attention.attention_backward_tasks": 8.4},
+    "attention": {"attention.attention_forward_tasks": 9.5,
+                  "attention.attention_backward_tasks": 10.0},
     "softmax_cross_entropy": {"softmax_cross_entropy._softmax_cross_entropy_rows": 1.2},
     "layer_norm": {"layer_norm._layer_norm_forward_rows": 0.4,
                    "layer_norm._layer_norm_backward_rows": 0.5},
