@@ -105,7 +105,9 @@ def bench_attention(np, tinyllm, seconds, least):
                 numpy_s / numba_s), flush=True)
 
 
-def bench_train_step(np, tinyllm, seconds):
+def gpt_train_step(np, tinyllm):
+    """A function that runs one training step (forward, backward, AdamW) of a GPT at nanoGPT's
+    small CPU configuration on a fixed random batch."""
     from tinyllm.models.gpt import GPT, GPTConfig
     tinyllm.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=65, **TRAIN_CONFIG))
@@ -119,7 +121,11 @@ def bench_train_step(np, tinyllm, seconds):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return step
 
+
+def bench_train_step(np, tinyllm, seconds):
+    step = gpt_train_step(np, tinyllm)
     for _ in range(3):
         step()
     median, = time_pair([step], seconds)

@@ -28,8 +28,6 @@ import sys
 import time
 
 ATTENTION_SHAPES = [(12, 4, 64), (4, 4, 256)]       # (B, H, T), D = 32, causal
-TRAIN_CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False)
-TRAIN_BATCH = 12
 
 
 def worker(numpy_first):
@@ -42,20 +40,11 @@ def worker(numpy_first):
         import numpy as np
     import tinyllm.functional as F
     from tinyllm import Tensor
-    from tinyllm.models.gpt import GPT, GPTConfig
 
-    tinyllm.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=65, **TRAIN_CONFIG))
-    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_attention_api import gpt_train_step
+    train_step = gpt_train_step(np, tinyllm)
     generator = np.random.default_rng(0)
-    shape = (TRAIN_BATCH, TRAIN_CONFIG["block_size"])
-    x, y = generator.integers(0, 65, shape), generator.integers(0, 65, shape)
-
-    def train_step():
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
     def attention(B, H, T):
         q, k, v, grad = (generator.standard_normal((B, H, T, 32)).astype(np.float32)
