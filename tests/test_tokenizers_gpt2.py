@@ -25,8 +25,12 @@ SPECIALS = ["<|endoftext|>", "<|end|>", "<|endoftext|>!"]
 HARD_TEXT = ("Üñíçødé naïve café 我非常喜欢这个产品 🙂👍🏽 🇫🇷 ١٢٣ don't"
              "  \n\n\t x\r\n  ")
 
+# Characters that are unassigned in this Python's Unicode database (category Cn) are left out:
+# the regex package and Hugging Face's Rust regex each carry their own, possibly newer, Unicode
+# tables, and a code point assigned in one version (U+3D000, say, a letter to regex 2026.12, Cn
+# to Python 3.11) is classified differently by the two.
 unicode_text = st.one_of(
-    st.text(max_size=60),
+    st.text(st.characters(exclude_categories=["Cn"]), max_size=60),
     st.lists(st.sampled_from(list("ab '\n\t\r_1é我🙂\u0301<|>!") + SPECIALS),
              max_size=40).map("".join),
 )
