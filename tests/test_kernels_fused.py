@@ -174,10 +174,14 @@ def test_fused_dispatch_runs_on_each_backend(name):
 
 
 # ----- threads ---------------------------------------------------------------------------------
-def _fused_results(rng_seed, dtype):
+def _fused_results(rng_seed, dtype, version="numba"):
     """Every fused kernel's outputs on arrays large enough to be split into many tasks (GELU and
     Adam: 3 tasks of ELEMENTS_PER_TASK elements and a ragged fourth; layer norm backward: 5
-    chunks of rows)."""
+    chunks of rows), by the kernels (``version`` "numba") or their NumPy references
+    ("reference"): each module's ``<name>_numba`` or ``<name>_reference``."""
+    def kernel(module, name):
+        return getattr(module, "%s_%s" % (name, version))
+
     rng = rng_for(rng_seed)
     x = rng.standard_normal((3 * gelu.ELEMENTS_PER_TASK + 5,)).astype(dtype)
     logits = rng.standard_normal((150, 33)).astype(dtype)
@@ -185,35 +189,15 @@ def _fused_results(rng_seed, dtype):
     targets[::7] = -100
     rows = rng.standard_normal((4 * layer_norm.ROWS_PER_CHUNK + 3, 24)).astype(dtype)
     weight, bias = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
-    y, mean, rstd = layer_norm.layer_norm_forward_numba(rows, weight, bias)
+    y, mean, rstd = kernel(layer_norm, "layer_norm_forward")(rows, weight, bias)
     p, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
     for step in (1, 2):
-        adam.adam_update_numba(p, x * step, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.1, True)
-    return ((gelu.gelu_forward_numba(x), gelu.gelu_backward_numba(x[::-1], x),
-             gelu.gelu_forward_numba(x, "tanh"))
-            + softmax_cross_entropy.softmax_cross_entropy_numba(logits, targets)
-            + (y, mean, rstd) + layer_norm.layer_norm_backward_numba(y, rows, mean, rstd, weight)
-            + (p, m, v))
-
-
-def _reference_results(rng_seed, dtype):
-    """The same outputs as ``_fused_results``, by the NumPy references."""
-    rng = rng_for(rng_seed)
-    x = rng.standard_normal((3 * gelu.ELEMENTS_PER_TASK + 5,)).astype(dtype)
-    logits = rng.standard_normal((150, 33)).astype(dtype)
-    targets = rng.integers(0, 33, 150)
-    targets[::7] = -100
-    rows = rng.standard_normal((4 * layer_norm.ROWS_PER_CHUNK + 3, 24)).astype(dtype)
-    weight, bias = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
-    y, mean, rstd = layer_norm.layer_norm_forward_reference(rows, weight, bias)
-    p, m, v = x.copy(), np.zeros_like(x), np.zeros_like(x)
-    for step in (1, 2):
-        adam.adam_update_reference(p, x * step, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.1, True)
-    return ((gelu.gelu_forward_reference(x), gelu.gelu_backward_reference(x[::-1], x),
-             gelu.gelu_forward_reference(x, "tanh"))
-            + softmax_cross_entropy.softmax_cross_entropy_reference(logits, targets)
+        kernel(adam, "adam_update")(p, x * step, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.1, True)
+    gelu_forward, gelu_backward = kernel(gelu, "gelu_forward"), kernel(gelu, "gelu_backward")
+    return ((gelu_forward(x), gelu_backward(x[::-1], x), gelu_forward(x, "tanh"))
+            + kernel(softmax_cross_entropy, "softmax_cross_entropy")(logits, targets)
             + (y, mean, rstd)
-            + layer_norm.layer_norm_backward_reference(y, rows, mean, rstd, weight)
+            + kernel(layer_norm, "layer_norm_backward")(y, rows, mean, rstd, weight)
             + (p, m, v))
 
 
@@ -227,5 +211,5 @@ def test_fused_kernels_give_the_same_bits_on_any_number_of_threads(monkeypatch, 
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
-    for got, expected in zip(results[1], _reference_results(11, dtype)):
+    for got, expected in zip(results[1], _fused_results(11, dtype, "reference")):
         np.testing.assert_allclose(got, expected, **tol(dtype))
