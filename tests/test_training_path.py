@@ -236,6 +236,18 @@ def test_exp_float32_is_within_2_ulp_of_exp_and_exact_at_the_ends():
     assert np.isnan(special.exp_float32(np.float32(np.nan)))
 
 
+def test_exp2_float32_is_within_2_ulp_of_exp2_and_exact_at_the_ends():
+    x = np.linspace(-125.49, 127.99, 100_001).astype(np.float32)
+    got = np.array([special.exp2_float32(v) for v in x], dtype=np.float32)
+    exact = np.exp2(x.astype(np.float64))
+    assert (np.abs(got - exact) / exact).max() < 2 * 2.0 ** -24
+    assert np.isfinite(got).all()                   # 2^127.99 is a float32: no early overflow
+    specials = np.array([-np.inf, -200, -125.6, 0, 1, 128, 200, np.inf], dtype=np.float32)
+    assert [special.exp2_float32(v) for v in specials] == [0, 0, 0, 1, 2, np.inf, np.inf,
+                                                          np.inf]
+    assert np.isnan(special.exp2_float32(np.float32(np.nan)))
+
+
 def test_float32_gelu_kernel_matches_the_exact_gelu():
     x = np.linspace(-8, 8, 10_001).astype(np.float32)
     exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])

@@ -4,11 +4,11 @@
 ``erf``; this is Python's ``math.erf`` (its reference) applied to every element, compiled by
 Numba into a ufunc for float32 and float64 arrays. Cost: one erf per element.
 
-``erf_float32`` and ``exp_float32`` are the float32 versions that the fused kernels (GELU,
-attention) call inside their loops: a few multiply-adds and no branch, which the compiler
-turns into SIMD code (16 float32 lanes with AVX-512), where ``math.erf`` and ``math.exp`` are
-one library call per element (10-20x slower: Numba's LLVM has no vector math library).
-Both are as accurate as float32 allows (see their docstrings). They are compiled into the
+``erf_float32``, ``exp_float32`` and ``exp2_float32`` are the float32 versions that the fused
+kernels (GELU, softmax cross-entropy, attention) call inside their loops: a few multiply-adds
+and no branch, which the compiler turns into SIMD code (16 float32 lanes with AVX-512), where
+``math.erf`` and ``math.exp`` are one library call per element (10-20x slower: Numba's LLVM
+has no vector math library). All are as accurate as float32 allows (see their docstrings). They are compiled into the
 kernels that call them: Numba's on-disk cache (``cache=True``) does not notice an edit to them,
 so after changing one, delete the ``*.nbi`` and ``*.nbc`` files in
 ``tinyllm/kernels/__pycache__``.
@@ -109,4 +109,36 @@ def exp_float32(x):
     exp_r = p * r * r + r + np.float32(1.0)
     two_to_n = np.int32((np.int32(n) + 127) << 23).view(np.float32)
     result = np.float32(np.inf) if overflow else exp_r * two_to_n
+    return np.float32(0.0) if underflow else result
+
+
+@njit(inline="always", fastmath={"contract"})
+def exp2_float32(x):
+    """2^x for float32 x, within 2 units in the last place of the exact value (Cephes' exp2f).
+
+    The cheaper sibling of ``exp_float32``: base 2 needs no ln 2 in the range reduction,
+
+        x = n + f with n = round(x), |f| <= 1/2,   2^x = 2^f * 2 * 2^(n - 1),
+        2^f ~ 1 + f P(f)   (P of degree 5, coefficients below),
+
+    and 2^(n - 1) is built as the bits of a float32 (exponent field n - 1 + 127). Going through
+    2^(n - 1) keeps x in [127.5, 128) finite (there n = 128, and 2^128 is not a float32).
+    Two multiply-adds fewer than e^x: the attention kernels take their scores in base 2
+    (e^s = 2^(s log2 e), with log2 e folded into the scale of the queries) and call this one.
+    Below -125.5 it gives 0 (2^x there is within 1.5x of float32's smallest normal number, as
+    ``exp_float32`` gives 0 below -87.3), so 2^-inf = 0; above 128, inf; NaN stays NaN.
+    """
+    underflow, overflow = x < np.float32(-125.5), x > np.float32(128.0)
+    x = np.float32(0.0) if underflow or overflow else x
+    n = np.floor(x + np.float32(0.5))
+    f = x - n
+    p = np.float32(1.535336188319500e-4)
+    p = p * f + np.float32(1.339887440266574e-3)
+    p = p * f + np.float32(9.618437357674640e-3)
+    p = p * f + np.float32(5.550332471162809e-2)
+    p = p * f + np.float32(2.402264791363012e-1)
+    p = p * f + np.float32(6.931472028550421e-1)
+    two_to_f = p * f + np.float32(1.0)
+    two_to_n_minus_1 = np.int32((np.int32(n) + 126) << 23).view(np.float32)
+    result = np.float32(np.inf) if overflow else two_to_f * np.float32(2.0) * two_to_n_minus_1
     return np.float32(0.0) if underflow else result
