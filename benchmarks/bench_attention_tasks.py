@@ -1,0 +1,109 @@
+"""The fused attention kernels alone, on one thread: this checkout's against another version's.
+
+    python benchmarks/bench_attention_tasks.py
+    python benchmarks/bench_attention_tasks.py --against OTHER/tinyllm/kernels/attention.py
+
+calls ``attention_forward_tasks`` and ``attention_backward_tasks`` (tinyllm/kernels/attention.py)
+directly, for every task at once (first = 0, stop = all), so on the calling thread only: no
+thread pool, no autograd, no checks. With ``--against`` it loads a second copy of the module
+from that file (an older commit's, say, from ``git show COMMIT:tinyllm/kernels/attention.py``)
+and times both in turns, call by call, in the same process, so that both see the same machine
+(each going first in every other round).
+Each figure is the best of ``--rounds`` calls (a kernel's own speed, not a user's wait: see
+bench_attention_api.py for that). It also prints the largest difference from the float64
+NumPy reference, so that a faster version that is wrong shows at once.
+"""
+
+import argparse
+import time
+import types
+
+import numpy as np
+
+from tinyllm.kernels import attention
+
+SHAPES = [(12, 4, 64), (12, 4, 256), (1, 4, 1024)]     # (B, H, T)
+HEAD_SIZE = 32
+
+
+def load_module(path):
+    """A separate copy of an attention kernels module from a file, compiled anew: its kernels'
+    ``cache=True`` is turned off (Numba's on-disk cache would record a module that cannot be
+    imported by name, and fail to load it the next time)."""
+    source = open(path, encoding="utf-8").read().replace("cache=True", "cache=False")
+    module = types.ModuleType("attention_against")
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
+    return module
+
+
+def calls(module, q, k, v, grad, causal):
+    """(forward, backward, results) for one module: two argument-free calls and the arrays they
+    write, (out, lse, dq, dk, dv)."""
+    B, H, T, D = q.shape
+    scale = q.dtype.type(1 / np.sqrt(D))
+    padding = np.zeros((0, 0), dtype=np.bool_)
+    out, lse = np.empty_like(q), np.empty((B, H, T), dtype=q.dtype)
+    grads = [np.empty_like(q) for _ in range(3)]
+    tasks = module.forward_tasks(q)
+
+    def forward():
+        module.attention_forward_tasks(q, k, v, scale, causal, padding, out, lse, 0, tasks)
+
+    def backward():
+        module.attention_backward_tasks(grad, q, k, v, out, lse, scale, causal, padding,
+                                        *grads, 0, B * H)
+
+    return forward, backward, (out, lse, *grads)
+
+
+def largest_error(results, q, k, v, grad, causal):
+    """The largest absolute difference of (O, L, dQ, dK, dV) from the float64 reference."""
+    q64, k64, v64, g64 = (x.astype(np.float64) for x in (q, k, v, grad))
+    scale = 1 / np.sqrt(q.shape[-1])
+    out, lse = attention.attention_forward_reference(q64, k64, v64, scale, causal)
+    exact = (out, lse) + attention.attention_backward_reference(g64, q64, k64, v64, out, lse,
+                                                                scale, causal)
+    return max(float(np.abs(a - b).max()) for a, b in zip(results, exact))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--against", help="another attention.py to time beside this one")
+    parser.add_argument("--rounds", type=int, default=60)
+    args = parser.parse_args()
+    # Both versions compiled anew in this process, the same way: a kernel loaded from Numba's
+    # cache ran about 5% slower in one measurement than the same source compiled in the process
+    # (the same machine code at other addresses), which would tilt the comparison.
+    modules = [("this", load_module(attention.__file__))]
+    if args.against:
+        modules.append(("against", load_module(args.against)))
+    print("one thread, best of %d calls, float32, D=%d, ms" % (args.rounds, HEAD_SIZE))
+    print("   B   H     T  causal  version   forward  backward  largest error")
+    rng = np.random.default_rng(0)
+    for B, H, T in SHAPES:
+        q, k, v, grad = (rng.standard_normal((B, H, T, HEAD_SIZE), dtype=np.float32)
+                         for _ in range(4))
+        for causal in (False, True):
+            runs = []
+            for name, module in modules:
+                forward, backward, results = calls(module, q, k, v, grad, causal)
+                forward()
+                backward()                                  # compiled, and results filled
+                runs.append((name, forward, backward, results, [np.inf, np.inf]))
+            for round_number in range(args.rounds):
+                # Each version goes first in every other round: the second call of a round
+                # finds q, k, v in the cache warm from the first, a few percent faster.
+                for name, forward, backward, results, best in runs[::1 - 2 * (round_number % 2)]:
+                    for i, function in enumerate((forward, backward)):
+                        started = time.perf_counter()
+                        function()
+                        best[i] = min(best[i], time.perf_counter() - started)
+            for name, forward, backward, results, best in runs:
+                print("%4d %3d %5d  %6s  %-8s %8.3f  %8.3f  %.1e"
+                      % (B, H, T, "yes" if causal else "no", name, best[0] * 1e3,
+                         best[1] * 1e3, largest_error(results, q, k, v, grad, causal)))
+
+
+if __name__ == "__main__":
+    main()
