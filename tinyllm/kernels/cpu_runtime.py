@@ -38,10 +38,10 @@ first, before NumPy), and each keeps a value the user set in the environment.
    restart, the same as with tinyllm first.
 """
 
-import concurrent.futures
 import contextlib
 import ctypes
 import os
+import queue
 import sys
 import threading
 
@@ -243,7 +243,14 @@ keep_freed_memory()
 # runs the ranges on a few threads. The chunks are handed out as threads become free, so a
 # thread that shares its core with another program takes fewer of them instead of holding
 # up the others at the end, as a fixed split does.
-_pool = None
+#
+# The pool is as plain as Python allows: each pool thread waits on one queue for a job and runs
+# it; the caller waits on a single lock that the last range releases. (Python's
+# ThreadPoolExecutor, a Future per job, and a threading.Event to wait on, as before, cost
+# about 100 us more per call, measured: 645 against 737 us for 48 tasks that take 1 ms on one
+# thread, 147 against 269 us for 0.1 ms; a GPT training step at nanoGPT's small configuration,
+# about 40 calls, 106 against 112 ms, medians of 200 alternating steps.)
+_jobs = None            # the queue the pool's threads take their jobs from
 _pool_pid = None
 
 
@@ -255,17 +262,25 @@ def kernel_threads():
     return max(1, min(int(numba.config.NUMBA_NUM_THREADS), numba.get_num_threads()))
 
 
-def _thread_pool():
-    """The pool's NUMBA_NUM_THREADS - 1 threads (the calling thread is the last), made on first
-    use and again in a child process after ``fork`` (which copies no threads)."""
+def _pool_jobs():
+    """The queue of jobs (functions of no arguments) of the pool's NUMBA_NUM_THREADS - 1 threads
+    (the calling thread is the last), started on first use and again in a child process after
+    ``fork`` (which copies no threads). Each pool thread runs the jobs it takes, one after the
+    other, for as long as the process lives."""
     from numba import config
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        _pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, int(config.NUMBA_NUM_THREADS) - 1),
-            thread_name_prefix="tinyllm-kernel")
+    global _jobs, _pool_pid
+    if _jobs is None or _pool_pid != os.getpid():
+        _jobs = queue.SimpleQueue()
+        for number in range(max(1, int(config.NUMBA_NUM_THREADS) - 1)):
+            threading.Thread(target=_run_jobs, args=(_jobs,), daemon=True,
+                             name="tinyllm-kernel-%d" % number).start()
         _pool_pid = os.getpid()
-    return _pool
+    return _jobs
+
+
+def _run_jobs(jobs):
+    while True:
+        jobs.get()()
 
 
 def run_in_chunks(function, tasks, chunks_per_thread=4):
@@ -284,34 +299,38 @@ def run_in_chunks(function, tasks, chunks_per_thread=4):
         function(0, tasks)
         return
     size = -(-tasks // (threads * chunks_per_thread))
-    starts = list(range(0, tasks, size))
-    lock = threading.Lock()
-    all_done = threading.Event()
+    ranges = [(first, min(first + size, tasks)) for first in range(0, tasks, size)]
+    lock = threading.Lock()             # guards progress and errors
+    finished = threading.Lock()         # held until every range is done, or one failed
+    finished.acquire()
     progress = {"taken": 0, "done": 0}
     errors = []
 
     def work():
         while True:
             with lock:
-                if progress["taken"] == len(starts) or errors:
+                if progress["taken"] == len(ranges) or errors:
                     return
-                first = starts[progress["taken"]]
+                first, stop = ranges[progress["taken"]]
                 progress["taken"] += 1
             try:
-                function(first, min(first + size, tasks))
+                function(first, stop)
             except BaseException as error:      # handed to the caller, not lost in a thread
                 with lock:
                     errors.append(error)
-                all_done.set()
+                    if progress["done"] < len(ranges):
+                        progress["done"] = len(ranges)
+                        finished.release()
                 return
             with lock:
                 progress["done"] += 1
-                if progress["done"] == len(starts):
-                    all_done.set()
+                if progress["done"] == len(ranges):
+                    finished.release()
 
+    jobs = _pool_jobs()
     for _ in range(threads - 1):
-        _thread_pool().submit(work)
+        jobs.put(work)
     work()
-    all_done.wait()
+    finished.acquire()                  # returns at once if the ranges are all done
     if errors:
         raise errors[0]
