@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 
 import tinyllm
+from bench_attention_api import gpt_train_step
 from tinyllm.kernels import cpu_runtime
 
 TASKS = 48
@@ -45,24 +46,6 @@ def load_other(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.run_in_chunks
-
-
-def gpt_step():
-    """One training step (forward, backward, AdamW) of a small GPT on a fixed batch."""
-    from tinyllm.models.gpt import GPT, GPTConfig
-    tinyllm.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=65, n_layer=4, n_head=4, n_embd=128, block_size=64,
-                          dropout=0.0, bias=True))
-    optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
-    generator = np.random.default_rng(0)
-    x, y = generator.integers(0, 65, (12, 64)), generator.integers(0, 65, (12, 64))
-
-    def step():
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def time_in_turns(versions, call, rounds):
@@ -111,7 +94,7 @@ def main():
         times = time_in_turns(versions, lambda: cpu_runtime.run_in_chunks(
             lambda first, stop: sum_tasks(x, first, stop), TASKS), args.rounds)
         report("%d tasks, %.2f ms on one thread" % (TASKS, 1e3 * one_thread), times, "us", 1e6)
-    step = gpt_step()
+    step = gpt_train_step(np, tinyllm)      # the step bench_attention_api.py times
     for _ in range(5):
         step()
     report("GPT training step", time_in_turns(versions, step, args.steps), "ms", 1e3)
