@@ -2,6 +2,8 @@
 kinks, hypothesis strategies for (broadcastable) shapes and axes, and the gradient-check
 tolerances every op test uses."""
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -148,3 +150,38 @@ def pytest_terminal_summary(terminalreporter):
     if ran or not_run:
         terminalreporter.write_line("docs: %d code blocks run, %d marked not run"
                                     % (ran, not_run))
+
+
+# ----- how the suite is spread over processes (pytest-xdist; pyproject.toml's addopts) ---------
+# With ``--dist loadfile`` each test file runs whole on one process, in its order: its module
+# fixtures (a trained checkpoint, a built book) run once, and the documents' code blocks, which
+# build on the ones before them, run in reading order. The exception is tests/test_notebooks.py:
+# its notebooks are independent and long (6 minutes together on 2 cores), so each goes to the
+# next free process; kept whole, that one file alone would set the suite's time.
+SPREAD_FILES = {"test_notebooks.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, but the tests of SPREAD_FILES one by one. (Marking tests with
+    ``xdist_group`` and ``--dist loadgroup`` would say the same, but pytest 9.2 ignores the
+    groups: pytest-xdist issue 1386.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None                             # another --dist: xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadFileSpreadingSome(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path.rsplit("/", 1)[-1] in SPREAD_FILES else path
+
+    return LoadFileSpreadingSome(config, log)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one process per core, at most 4. The longest test files take a few minutes
+    each (the documents' code blocks, the CUDA simulator's run, the book), so past a few
+    processes the suite ends no sooner, while each one more holds its own tinyllm, Jupyter
+    kernels and Numba threads."""
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    return max(1, min(cores, 4))
