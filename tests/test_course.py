@@ -12,14 +12,16 @@ solution. The whole proof (every step's reference, stub and planted bugs) is
 import io
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tinyllm.exercises import course
+from tinyllm.exercises import course, grading
 from tinyllm.exercises.__main__ import main
 from tinyllm.exercises.notebooks import write_student_notebooks
 
@@ -205,6 +207,33 @@ def test_a_check_that_swallows_every_exception_is_still_stopped(student, monkeyp
         monkeypatch.setattr(check, "time_limit", 0.5)
     outcome = course.run_step(step, student).outcomes[0]
     assert not outcome.passed and "time limit" in outcome.detail
+
+
+def test_an_alarm_that_is_lost_is_followed_by_another():
+    """The first CheckTimeout can be lost: raised inside a finalizer that the garbage collector
+    ran in the student's loop, it is printed as "Exception ignored" and dropped. The next
+    alarm, ALARM_REPEAT later, stops the loop. Here the loop swallows the first one itself;
+    with a single alarm the second loop would run to its 10 s end and nothing be raised."""
+    caught = []
+
+    def endless():
+        try:
+            while True:
+                pass
+        except grading.CheckTimeout:
+            caught.append("first alarm")            # lost, as in a finalizer
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pass
+
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(grading.CheckTimeout):
+        with grading.time_limit(0.2):
+            endless()
+    assert caught == ["first alarm"]
+    # Afterwards no alarm is left running and the previous handler is back.
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is before
 
 
 def test_pages_of_printing_fail_the_check_and_are_not_shown(student, capsys):

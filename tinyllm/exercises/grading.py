@@ -345,24 +345,40 @@ def _short(value, limit=120):
 
 
 # ----- time limits and bounded output ----------------------------------------------------------
+ALARM_REPEAT = 0.1      # seconds between alarms once a check is past its time limit
+
+
 @contextlib.contextmanager
 def time_limit(seconds):
-    """Raise CheckTimeout in the code running inside after ``seconds`` (POSIX, main thread;
-    elsewhere the code runs without a limit)."""
+    """Raise CheckTimeout in the code running inside after ``seconds``, and again every
+    ``ALARM_REPEAT`` seconds until it ends (POSIX, main thread; elsewhere the code runs
+    without a limit).
+
+    Why again: Python runs the alarm's handler between two bytecodes of whatever Python code
+    is running, and that may be a finalizer (a weak reference's callback, a ``__del__``) that
+    the garbage collector started inside the student's loop. An exception raised there is
+    printed as "Exception ignored" and lost; with a single alarm, the endless loop it was
+    meant to stop then runs forever (seen once in the suite: the alarm landed in a
+    ``WeakKeyDictionary``'s callback). Once the block has ended, ``running`` is False (set
+    before anything else, so no alarm can come in between) and a late alarm raises nothing.
+    """
     usable = (hasattr(signal, "setitimer") and seconds
               and threading.current_thread() is threading.main_thread())
     if not usable:
         yield
         return
+    running = True
 
     def on_alarm(signum, frame):
-        raise CheckTimeout()
+        if running:
+            raise CheckTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
     try:
         yield
     finally:
+        running = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
