@@ -198,6 +198,10 @@ def test_a_check_that_hangs_is_stopped_and_the_next_check_runs(student, monkeypa
     assert by_name["apply_records_the_graph_only_when_needed"].passed
 
 
+# The alarm may land in a finalizer the garbage collector runs inside the loop; the exception it
+# raises there is lost and reported as "Exception ignored" (the next alarm then stops the loop:
+# test_an_alarm_that_is_lost_is_followed_by_another). That report is expected here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_check_that_swallows_every_exception_is_still_stopped(student, monkeypatch):
     write_autograd(student, '    shape = tuple(shape)\n    grad = np.asarray(grad)\n',
                    '    while True:\n        try:\n            pass\n'
