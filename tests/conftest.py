@@ -156,7 +156,7 @@ def pytest_terminal_summary(terminalreporter):
 # With ``--dist loadfile`` each test file runs whole on one process, in its order: its module
 # fixtures (a trained checkpoint, a built book) run once, and the documents' code blocks, which
 # build on the ones before them, run in reading order. The exception is tests/test_notebooks.py:
-# its notebooks are independent and long (6 minutes together on 2 cores), so each goes to the
+# its notebooks are independent and long (about 5 minutes together on 2 cores), so each goes to the
 # next free process; kept whole, that one file alone would set the suite's time.
 SPREAD_FILES = {"test_notebooks.py"}
 

@@ -358,9 +358,9 @@ def time_limit(seconds):
     is running, and that may be a finalizer (a weak reference's callback, a ``__del__``) that
     the garbage collector started inside the student's loop. An exception raised there is
     printed as "Exception ignored" and lost; with a single alarm, the endless loop it was
-    meant to stop then runs forever (seen once in the suite: the alarm landed in a
-    ``WeakKeyDictionary``'s callback). Once the block has ended, ``running`` is False (set
-    before anything else, so no alarm can come in between) and a late alarm raises nothing.
+    meant to stop then runs forever (seen in the suite: the alarm landed in a
+    ``WeakKeyDictionary``'s callback, another time in one of Numba's). ``running`` turns False
+    first thing when the block ends, so an alarm that comes later raises nothing.
     """
     usable = (hasattr(signal, "setitimer") and seconds
               and threading.current_thread() is threading.main_thread())
