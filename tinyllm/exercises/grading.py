@@ -28,6 +28,7 @@ import contextlib
 import importlib
 import io
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -360,7 +361,9 @@ def time_limit(seconds):
     printed as "Exception ignored" and lost; with a single alarm, the endless loop it was
     meant to stop then runs forever (seen in the suite: the alarm landed in a
     ``WeakKeyDictionary``'s callback, another time in one of Numba's). ``running`` turns False
-    first thing when the block ends, so an alarm that comes later raises nothing.
+    first thing when the block ends, so an alarm that comes later raises nothing. While the
+    block runs, ``sys.unraisablehook`` drops such a lost CheckTimeout (it is expected, and the
+    next alarm follows) and hands every other lost exception to the hook that was there.
     """
     usable = (hasattr(signal, "setitimer") and seconds
               and threading.current_thread() is threading.main_thread())
@@ -373,7 +376,14 @@ def time_limit(seconds):
         if running:
             raise CheckTimeout()
 
+    previous_hook = sys.unraisablehook
+
+    def drop_lost_alarms(unraisable):
+        if not isinstance(unraisable.exc_value, CheckTimeout):
+            previous_hook(unraisable)
+
     previous = signal.signal(signal.SIGALRM, on_alarm)
+    sys.unraisablehook = drop_lost_alarms
     signal.setitimer(signal.ITIMER_REAL, seconds, ALARM_REPEAT)
     try:
         yield
@@ -381,6 +391,7 @@ def time_limit(seconds):
         running = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        sys.unraisablehook = previous_hook
 
 
 class BoundedOutput(io.TextIOBase):
