@@ -211,7 +211,7 @@ def test_a_check_that_swallows_every_exception_is_still_stopped(student, monkeyp
 
 def test_an_alarm_that_is_lost_is_followed_by_another():
     """The first CheckTimeout can be lost: raised inside a finalizer that the garbage collector
-    ran in the student's loop, it is printed as "Exception ignored" and dropped. The next
+    ran in the student's loop, it is dropped (Python's "Exception ignored"). The next
     alarm, ALARM_REPEAT later, stops the loop. Here the loop swallows the first one itself;
     with a single alarm the second loop would run to its 10 s end and nothing be raised."""
     caught = []
