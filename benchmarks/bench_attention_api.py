@@ -21,11 +21,17 @@ It also times one GPT training step (nanoGPT's small CPU configuration: 4 layers
     python benchmarks/bench_attention_api.py --both         # both orders, each in a subprocess
 
     python benchmarks/bench_attention_api.py --cpu-time     # one thread, CPU seconds
+    python benchmarks/bench_attention_api.py --kernels      # and the fused kernels alone
 
 ``--cpu-time`` runs both backends on one thread (``NUMBA_NUM_THREADS=1``,
 ``OPENBLAS_NUM_THREADS=1``) and times them in CPU seconds of that thread
 (``time.thread_time``), which other programs on the machine change far less than wall time:
 it compares the work of the two backends on a loaded machine, not their speed on its cores.
+
+``--kernels`` adds a third call to the turns: the two fused kernels alone
+(``attention_forward_numba`` and ``attention_backward_numba`` of tinyllm/kernels/attention.py on
+arrays made once, on the kernel threads), and prints their median and what the "numba" call
+costs beyond them (the checks, the Tensors, the autograd graph, the output and gradient arrays).
 
 Importing NumPy first used to cost the fused kernels up to half their speed (OpenBLAS's idle
 threads kept spinning, see ``tinyllm/kernels/cpu_runtime.py``); ``--both`` shows whether the
@@ -82,13 +88,31 @@ def time_pair(functions, seconds, least=3):
     return [statistics.median(record) for record in times]
 
 
-def bench_attention(np, tinyllm, seconds, least):
+def fused_kernels(np, q, k, v, grad, is_causal):
+    """A function that runs the two fused kernels alone on q, k, v and grad, into arrays made
+    once: what the "numba" backend's call costs without the API around it."""
+    from tinyllm.kernels import attention
+    B, H, T, D = q.shape
+    scale = q.dtype.type(1 / np.sqrt(D))
+    padding = np.zeros((0, 0), dtype=np.bool_)
+    out, lse = np.empty_like(q), np.empty((B, H, T), dtype=q.dtype)
+    grads = [np.empty_like(q) for _ in range(3)]
+
+    def run():
+        attention.attention_forward_numba(q, k, v, scale, is_causal, padding, out, lse)
+        attention.attention_backward_numba(grad, q, k, v, out, lse, scale, is_causal, padding,
+                                           *grads)
+    return run
+
+
+def bench_attention(np, tinyllm, seconds, least, kernels=False):
     import tinyllm.functional as F
     from tinyllm import Tensor
     print("attention forward+backward through F.scaled_dot_product_attention, float32, D=%d"
           % HEAD_SIZE)
     print("%4s %3s %5s %7s %10s %10s %8s" % ("B", "H", "T", "causal", "numpy ms", "numba ms",
-                                            "ratio"))
+                                            "ratio")
+          + ("  kernels ms  outside ms" if kernels else ""))
     generator = np.random.default_rng(0)
     for B, H, T in SHAPES:
         q, k, v, grad = (generator.standard_normal((B, H, T, HEAD_SIZE)).astype(np.float32)
@@ -99,10 +123,17 @@ def bench_attention(np, tinyllm, seconds, least):
                     with tinyllm.use_backend(backend):
                         attention_step(F, Tensor, q, k, v, grad, is_causal)
                 return run
-            numpy_s, numba_s = time_pair([on("numpy"), on("numba")], seconds, least)
-            print("%4d %3d %5d %7s %10.2f %10.2f %8.2f" % (
+            calls = [on("numpy"), on("numba")]
+            if kernels:
+                calls.append(fused_kernels(np, q, k, v, grad, is_causal))
+            medians = time_pair(calls, seconds, least)
+            numpy_s, numba_s = medians[:2]
+            line = "%4d %3d %5d %7s %10.2f %10.2f %8.2f" % (
                 B, H, T, "yes" if is_causal else "no", 1e3 * numpy_s, 1e3 * numba_s,
-                numpy_s / numba_s), flush=True)
+                numpy_s / numba_s)
+            if kernels:
+                line += "  %10.2f  %10.2f" % (1e3 * medians[2], 1e3 * (numba_s - medians[2]))
+            print(line, flush=True)
 
 
 def gpt_train_step(np, tinyllm):
@@ -156,6 +187,8 @@ def main():
                         help="time each case at least this many times (default 3)")
     parser.add_argument("--no-train-step", action="store_true",
                         help="skip the GPT training step")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also time the fused kernels alone, in the same turns")
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread for both backends, timed in CPU seconds of the thread")
     args = parser.parse_args()
@@ -173,7 +206,7 @@ def main():
           % ("NumPy" if args.numpy_first else "tinyllm", np.__version__, numba.__version__,
              os.cpu_count(), os.getloadavg()[0]))
     print("idle BLAS threads: %s" % cpu_runtime.describe_blas_threads())
-    bench_attention(np, tinyllm, args.seconds, args.least)
+    bench_attention(np, tinyllm, args.seconds, args.least, args.kernels)
     if not args.no_train_step:
         bench_train_step(np, tinyllm, args.seconds)
 

@@ -12,9 +12,18 @@ and times both in turns, call by call, in the same process, so that both see the
 Each figure is the best of ``--rounds`` calls (a kernel's own speed, not a user's wait: see
 bench_attention_api.py for that). It also prints the largest difference from the float64
 NumPy reference, so that a faster version that is wrong shows at once.
+
+    python benchmarks/bench_attention_tasks.py --two-at-once
+
+asks what a second core can give: each kernel of this checkout runs alone on one thread and, in
+the rounds between, on two threads at the same moment (each with its own inputs and outputs,
+started together at a barrier), and the script prints the best time of a call both ways. On a machine whose cores
+share nothing the two are equal; where they are not, a kernel split over two threads can never
+run twice as fast as on one.
 """
 
 import argparse
+import threading
 import time
 import types
 
@@ -71,11 +80,72 @@ def largest_error(results, exact):
     return max(float(np.abs(a - b).max()) for a, b in zip(results, exact))
 
 
+def call_times_alone_and_at_once(first, second, rounds, calls_per_round=5):
+    """The best time of a call of ``first`` alone on the calling thread, and of ``first`` and
+    ``second`` run at the same moment on two threads. The rounds alternate (alone, at once,
+    alone, ...) so that both see the same moments of a shared machine. At once, the two
+    threads meet at a barrier, then each times ``calls_per_round`` calls (several, so that
+    their work overlaps even when one of them wakes late)."""
+    barrier = threading.Barrier(2)
+    alone, at_once = np.inf, [np.inf, np.inf]
+
+    def timed(function):
+        started = time.perf_counter()
+        for _ in range(calls_per_round):
+            function()
+        return (time.perf_counter() - started) / calls_per_round
+
+    def helper():
+        for _ in range(rounds):
+            barrier.wait()                  # the caller has timed ``first`` alone
+            barrier.wait()
+            at_once[1] = min(at_once[1], timed(second))
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    for _ in range(rounds):
+        alone = min(alone, timed(first))
+        barrier.wait()
+        barrier.wait()
+        at_once[0] = min(at_once[0], timed(first))
+    thread.join()
+    return alone, at_once
+
+
+def two_at_once(rounds):
+    """Each kernel alone on one thread and two copies at the same moment (--two-at-once)."""
+    module = load_module(attention.__file__)
+    print("best of %d rounds of 5 calls, float32, D=%d, ms a call" % (rounds, HEAD_SIZE))
+    print("   B   H     T  causal  kernel     alone   two at once   slower")
+    rng = np.random.default_rng(0)
+    for B, H, T in SHAPES:
+        for causal in (False, True):
+            pairs = []
+            for _ in range(2):
+                q, k, v, grad = (rng.standard_normal((B, H, T, HEAD_SIZE), dtype=np.float32)
+                                 for _ in range(4))
+                forward, backward, _ = calls(module, q, k, v, grad, causal)
+                forward()
+                backward()
+                pairs.append((forward, backward))
+            for index, name in enumerate(("forward", "backward")):
+                alone, both = call_times_alone_and_at_once(pairs[0][index], pairs[1][index],
+                                                           rounds)
+                print("%4d %3d %5d  %6s  %-8s %7.3f  %6.3f %6.3f  %5.2fx"
+                      % (B, H, T, "yes" if causal else "no", name, alone * 1e3, both[0] * 1e3,
+                         both[1] * 1e3, max(both) / alone))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--against", help="another attention.py to time beside this one")
+    parser.add_argument("--two-at-once", action="store_true",
+                        help="each kernel alone, then on two threads at the same moment")
     parser.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args()
+    if args.two_at_once:
+        two_at_once(args.rounds)
+        return
     # Both versions compiled anew in this process, the same way: a kernel loaded from Numba's
     # cache ran about 5% slower in one measurement than the same source compiled in the process
     # (the same machine code at other addresses), which would tilt the comparison.
