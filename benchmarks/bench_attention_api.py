@@ -164,11 +164,15 @@ def bench_train_step(np, tinyllm, seconds):
           "backend %s: %.2f ms" % (tinyllm.get_backend(), 1e3 * median), flush=True)
 
 
-def run_both(seconds, least):
-    """This script twice, in subprocesses: tinyllm first, then NumPy first."""
+def run_both(args):
+    """This script twice, in subprocesses: tinyllm first, then NumPy first, each with the
+    other options given."""
+    passed_on = ["--seconds", str(args.seconds), "--least", str(args.least)]
+    for option in ("no_train_step", "kernels", "cpu_time"):
+        if getattr(args, option):
+            passed_on.append("--" + option.replace("_", "-"))
     for flag in ([], ["--numpy-first"]):
-        command = [sys.executable, os.path.abspath(__file__), "--seconds", str(seconds),
-                   "--least", str(least)] + flag
+        command = [sys.executable, os.path.abspath(__file__)] + passed_on + flag
         print("$ python benchmarks/bench_attention_api.py %s" % " ".join(command[2:]),
               flush=True)
         subprocess.run(command, check=True)
@@ -193,7 +197,7 @@ def main():
                         help="one thread for both backends, timed in CPU seconds of the thread")
     args = parser.parse_args()
     if args.both:
-        return run_both(args.seconds, args.least)
+        return run_both(args)
     if args.cpu_time:
         global clock
         os.environ["NUMBA_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
