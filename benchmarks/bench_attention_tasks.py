@@ -84,8 +84,9 @@ def call_times_alone_and_at_once(first, second, rounds, calls_per_round=5):
     """The best time of a call of ``first`` alone on the calling thread, and of ``first`` and
     ``second`` run at the same moment on two threads. The rounds alternate (alone, at once,
     alone, ...) so that both see the same moments of a shared machine. At once, the two
-    threads meet at a barrier, then each times ``calls_per_round`` calls (several, so that
-    their work overlaps even when one of them wakes late)."""
+    threads start together at a barrier and meet at it again when both are done, so that the
+    next "alone" runs alone; each times ``calls_per_round`` calls (several, so that their work
+    overlaps even when one of them wakes late)."""
     barrier = threading.Barrier(2)
     alone, at_once = np.inf, [np.inf, np.inf]
 
@@ -97,24 +98,23 @@ def call_times_alone_and_at_once(first, second, rounds, calls_per_round=5):
 
     def helper():
         for _ in range(rounds):
-            barrier.wait()                  # the caller has timed ``first`` alone
-            barrier.wait()
+            barrier.wait()                  # start together
             at_once[1] = min(at_once[1], timed(second))
+            barrier.wait()                  # both done
 
     thread = threading.Thread(target=helper)
     thread.start()
     for _ in range(rounds):
         alone = min(alone, timed(first))
         barrier.wait()
-        barrier.wait()
         at_once[0] = min(at_once[0], timed(first))
+        barrier.wait()
     thread.join()
     return alone, at_once
 
 
 def two_at_once(rounds):
     """Each kernel alone on one thread and two copies at the same moment (--two-at-once)."""
-    module = load_module(attention.__file__)
     print("best of %d rounds of 5 calls, float32, D=%d, ms a call" % (rounds, HEAD_SIZE))
     print("   B   H     T  causal  kernel     alone   two at once   slower")
     rng = np.random.default_rng(0)
@@ -124,7 +124,7 @@ def two_at_once(rounds):
             for _ in range(2):
                 q, k, v, grad = (rng.standard_normal((B, H, T, HEAD_SIZE), dtype=np.float32)
                                  for _ in range(4))
-                forward, backward, _ = calls(module, q, k, v, grad, causal)
+                forward, backward, _ = calls(attention, q, k, v, grad, causal)
                 forward()
                 backward()
                 pairs.append((forward, backward))
